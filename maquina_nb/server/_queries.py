@@ -1,0 +1,242 @@
+"""Read queries the REST API needs beyond the repository's own methods.
+
+Pages of one run's responses, feedback and decisions, keyed on stable columns
+so that a client walking pages never sees a row twice or skips one while the
+run is still writing. Every value a client sends is a bound parameter of a
+SQLAlchemy expression; nothing is pasted into SQL text.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, and_, or_, select
+from sqlalchemy.orm import Session
+
+from maquina_nb.db import Decision, HumanFeedback, ModelResponse, OrchestrationContext
+
+__all__ = [
+    "CursorError",
+    "decisions_page",
+    "feedback_page",
+    "get_decision",
+    "get_feedback",
+    "get_response",
+    "get_run_row",
+    "responses_page",
+    "responses_since",
+]
+
+_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+class CursorError(ValueError):
+    """A pagination cursor the server did not hand out."""
+
+    def __init__(self, cursor: str) -> None:
+        self.cursor = cursor
+        shown = cursor if len(cursor) <= 60 else cursor[:57] + "..."
+        super().__init__(
+            f"The cursor {shown!r} is not one this server handed out; pass back "
+            "the next_cursor of the previous page, or omit it to start over."
+        )
+
+
+def encode_cursor(*values: Any) -> str:
+    """Pack a page's last sort key into an opaque, URL-safe cursor."""
+    raw = json.dumps(list(values), separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str, kinds: Sequence[type]) -> list[Any]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        values = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
+        raise CursorError(cursor) from exc
+    if not isinstance(values, list) or len(values) != len(kinds):
+        raise CursorError(cursor)
+    for value, kind in zip(values, kinds, strict=True):
+        if type(value) is not kind:
+            raise CursorError(cursor)
+    return values
+
+
+def is_id(value: str) -> bool:
+    """Tell whether ``value`` has the shape of a stored id (32 lower-hex)."""
+    return bool(_ID.match(value))
+
+
+def get_run_row(engine: Engine, run_id: str) -> OrchestrationContext | None:
+    """Return the run with id ``run_id``, or ``None``."""
+    if not is_id(run_id):
+        return None
+    with Session(engine, expire_on_commit=False) as session:
+        return session.get(OrchestrationContext, run_id)
+
+
+def get_response(engine: Engine, response_id: str) -> ModelResponse | None:
+    """Return the response with id ``response_id``, or ``None``."""
+    if not is_id(response_id):
+        return None
+    with Session(engine, expire_on_commit=False) as session:
+        return session.get(ModelResponse, response_id)
+
+
+def get_feedback(engine: Engine, feedback_id: str) -> HumanFeedback | None:
+    """Return the feedback row with id ``feedback_id``, or ``None``."""
+    with Session(engine, expire_on_commit=False) as session:
+        return session.get(HumanFeedback, feedback_id)
+
+
+def get_decision(engine: Engine, decision_id: str) -> Decision | None:
+    """Return the decision with id ``decision_id``, or ``None``."""
+    with Session(engine, expire_on_commit=False) as session:
+        return session.get(Decision, decision_id)
+
+
+def responses_page(
+    engine: Engine,
+    run_id: str,
+    *,
+    limit: int,
+    cursor: str | None = None,
+    model: str | None = None,
+    status: str | None = None,
+    item_index: int | None = None,
+) -> tuple[list[ModelResponse], str | None]:
+    """Return one page of a run's responses ordered by (item_index, id)."""
+    query = select(ModelResponse).where(ModelResponse.run_id == run_id)
+    if model is not None:
+        query = query.where(ModelResponse.model_spec == model)
+    if status is not None:
+        query = query.where(ModelResponse.status == status)
+    if item_index is not None:
+        query = query.where(ModelResponse.item_index == item_index)
+    if cursor:
+        last_item, last_id = _decode_cursor(cursor, (int, str))
+        query = query.where(
+            or_(
+                ModelResponse.item_index > last_item,
+                and_(ModelResponse.item_index == last_item, ModelResponse.id > last_id),
+            )
+        )
+    query = query.order_by(ModelResponse.item_index, ModelResponse.id).limit(limit + 1)
+
+    with Session(engine, expire_on_commit=False) as session:
+        rows = list(session.scalars(query))
+    if len(rows) <= limit:
+        return rows, None
+    rows = rows[:limit]
+    return rows, encode_cursor(rows[-1].item_index, rows[-1].id)
+
+
+def responses_since(
+    engine: Engine, run_id: str, since: datetime | None
+) -> list[ModelResponse]:
+    """Return a run's responses updated at or after ``since`` (all when ``None``)."""
+    query = select(ModelResponse).where(ModelResponse.run_id == run_id)
+    if since is not None:
+        query = query.where(ModelResponse.updated_at >= since)
+    query = query.order_by(ModelResponse.item_index, ModelResponse.id)
+    with Session(engine, expire_on_commit=False) as session:
+        return list(session.scalars(query))
+
+
+def _id_cursor(cursor: str | None) -> str | None:
+    if cursor is None:
+        return None
+    (last_id,) = _decode_cursor(cursor, (str,))
+    return str(last_id)
+
+
+def feedback_page(
+    engine: Engine,
+    run_id: str,
+    *,
+    limit: int,
+    cursor: str | None = None,
+    response_id: str | None = None,
+    kind: str | None = None,
+    rater: str | None = None,
+) -> tuple[list[HumanFeedback], str | None]:
+    """Return one page of the feedback on a run's responses, oldest first."""
+    query = (
+        select(HumanFeedback)
+        .join(ModelResponse, HumanFeedback.response_id == ModelResponse.id)
+        .where(ModelResponse.run_id == run_id)
+    )
+    if response_id is not None:
+        query = query.where(HumanFeedback.response_id == response_id)
+    if kind is not None:
+        query = query.where(HumanFeedback.kind == kind)
+    if rater is not None:
+        query = query.where(HumanFeedback.rater == rater)
+    last_id = _id_cursor(cursor)
+    if last_id is not None:
+        query = query.where(HumanFeedback.id > last_id)
+    query = query.order_by(HumanFeedback.id).limit(limit + 1)
+
+    with Session(engine, expire_on_commit=False) as session:
+        rows = list(session.scalars(query))
+    if len(rows) <= limit:
+        return rows, None
+    rows = rows[:limit]
+    return rows, encode_cursor(rows[-1].id)
+
+
+def decisions_page(
+    engine: Engine,
+    run_id: str,
+    *,
+    limit: int,
+    cursor: str | None = None,
+    strategy: str | None = None,
+    item_index: int | None = None,
+) -> tuple[list[Decision], str | None]:
+    """Return one page of a run's decisions, oldest first."""
+    query = select(Decision).where(Decision.run_id == run_id)
+    if strategy is not None:
+        query = query.where(Decision.strategy == strategy)
+    if item_index is not None:
+        query = query.where(Decision.item_index == item_index)
+    last_id = _id_cursor(cursor)
+    if last_id is not None:
+        query = query.where(Decision.id > last_id)
+    query = query.order_by(Decision.id).limit(limit + 1)
+
+    with Session(engine, expire_on_commit=False) as session:
+        rows = list(session.scalars(query))
+    if len(rows) <= limit:
+        return rows, None
+    rows = rows[:limit]
+    return rows, encode_cursor(rows[-1].id)
+
+
+def all_feedback(engine: Engine, run_id: str) -> list[tuple[str, str, int | None]]:
+    """Return ``(model_spec, kind, value)`` for every thumbs or rating on a run."""
+    query = (
+        select(ModelResponse.model_spec, HumanFeedback.kind, HumanFeedback.value)
+        .join(ModelResponse, HumanFeedback.response_id == ModelResponse.id)
+        .where(ModelResponse.run_id == run_id)
+        .where(HumanFeedback.kind.in_(("thumbs", "rating")))
+    )
+    with Session(engine) as session:
+        return [(row[0], row[1], row[2]) for row in session.execute(query)]
+
+
+def all_decisions(engine: Engine, run_id: str) -> list[tuple[int, str | None]]:
+    """Return ``(item_index, winner_response_id)`` for every decision of a run."""
+    query = select(Decision.item_index, Decision.winner_response_id).where(
+        Decision.run_id == run_id
+    )
+    with Session(engine) as session:
+        return [
+            (row[0], row[1]) for row in session.execute(query.order_by(Decision.id))
+        ]

@@ -1,0 +1,200 @@
+"""Guards in front of every route: body size, Host header, bearer token.
+
+The body limit and the Host check are plain ASGI middleware, so they run before
+FastAPI reads a byte of the body. The token check is a dependency, so the
+OpenAPI document shows the bearer scheme and Swagger UI offers "Authorize".
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import json
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from typing import Any
+
+from maquina_nb._redact import get_logger
+
+__all__ = [
+    "DEFAULT_MAX_BODY_BYTES",
+    "LOOPBACK_HOSTS",
+    "BodySizeLimitMiddleware",
+    "HostCheckMiddleware",
+    "is_loopback_host",
+    "token_matches",
+]
+
+logger = get_logger(__name__)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+#: Default request body limit. The largest legitimate body is a run started over
+#: a few thousand DataFrame rows; a megabyte holds that with room to spare.
+DEFAULT_MAX_BODY_BYTES = 1_048_576
+
+#: Host header values accepted when the server listens on loopback. Checking the
+#: Host header defeats DNS rebinding: a web page that resolves its own name to
+#: 127.0.0.1 still sends its own name as Host.
+LOOPBACK_HOSTS: tuple[str, ...] = ("127.0.0.1", "localhost", "::1", "testserver")
+
+
+def is_loopback_host(host: str) -> bool:
+    """Tell whether ``host`` (a bind address or name) stays on this machine."""
+    host = host.strip().strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def token_matches(expected: str, authorization: str | None) -> bool:
+    """Compare an ``Authorization: Bearer …`` value with ``expected`` in constant time."""
+    if not authorization:
+        return False
+    scheme, _, supplied = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not supplied:
+        return False
+    return hmac.compare_digest(supplied.strip().encode(), expected.encode())
+
+
+async def _send_json(send: Send, status: int, detail: str) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"x-content-type-options", b"nosniff"),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class _BodyTooLargeError(Exception):
+    pass
+
+
+class BodySizeLimitMiddleware:
+    """Answer 413 to any HTTP request whose body exceeds ``max_bytes``.
+
+    A declared ``Content-Length`` over the limit is refused before reading; a
+    chunked body is counted as it arrives and refused when it passes the limit.
+    """
+
+    def __init__(
+        self, app: ASGIApp, *, max_bytes: int = DEFAULT_MAX_BODY_BYTES
+    ) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        # Step 1: a declared length over the limit is refused at once.
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    await _send_json(
+                        send, 400, "The Content-Length header is not a number."
+                    )
+                    return
+                if declared > self.max_bytes:
+                    await self._refuse(scope, send, declared)
+                    return
+
+        # Step 2: count what really arrives (chunked bodies have no length).
+        received = 0
+        started = False
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _BodyTooLargeError
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except _BodyTooLargeError:
+            if started:
+                raise
+            await self._refuse(scope, send, received)
+
+    async def _refuse(self, scope: Scope, send: Send, size: int) -> None:
+        logger.info(
+            "refused a %d-byte body on %s (limit %d)",
+            size,
+            scope.get("path"),
+            self.max_bytes,
+        )
+        await _send_json(
+            send,
+            413,
+            f"The request body is larger than the server's limit of {self.max_bytes} "
+            "bytes; send less data, or start the server with a larger --max-body-bytes.",
+        )
+
+
+class HostCheckMiddleware:
+    """Refuse requests whose ``Host`` header names none of ``allowed`` (400).
+
+    ``"*"`` in ``allowed`` turns the check off (a server behind a reverse proxy
+    on a real network, where the token does the guarding).
+    """
+
+    def __init__(self, app: ASGIApp, *, allowed: Iterable[str]) -> None:
+        self.app = app
+        self.allowed = {host.lower().strip("[]") for host in allowed}
+
+    def _host_allowed(self, scope: Scope) -> bool:
+        if "*" in self.allowed:
+            return True
+        for name, value in scope.get("headers", ()):
+            if name == b"host":
+                host = value.decode("latin-1").lower()
+                if host.startswith("["):
+                    host = host[1:].split("]", 1)[0]
+                elif host.count(":") == 1:
+                    host = host.split(":", 1)[0]
+                return host in self.allowed
+        return False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket") or self._host_allowed(scope):
+            await self.app(scope, receive, send)
+            return
+
+        logger.info(
+            "refused a request with an unexpected Host header on %s", scope.get("path")
+        )
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008, "reason": "bad host"})
+            return
+        await _send_json(
+            send,
+            400,
+            "The Host header names a host this server does not answer for; use the "
+            "address the server was started on, or add it with --allowed-host.",
+        )

@@ -1,0 +1,181 @@
+"""``maquina-nb serve``: run the API with uvicorn.
+
+The server listens on 127.0.0.1 unless told otherwise. Listening on any other
+address needs a token (``--token``, ``--token-file`` or
+``MAQUINA_NB_SERVER_TOKEN``): otherwise anyone on the network could read every
+run and spend the server's API keys. A token can be required on loopback too.
+
+This module imports neither FastAPI nor uvicorn until the command runs, so the
+``maquina-nb`` command works without the ``server`` extra.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from maquina_nb._redact import get_logger
+from maquina_nb.errors import ConfigurationError
+
+__all__ = ["add_serve_parser", "check_bind", "resolve_token", "run_serve", "serve"]
+
+logger = get_logger(__name__)
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8765
+_TOKEN_ENV = "MAQUINA_NB_SERVER_TOKEN"
+_MIN_TOKEN_LENGTH = 16
+
+
+def resolve_token(token: str | None = None, token_file: str | None = None) -> str | None:
+    """Return the token from the argument, a file, or the environment (in that order)."""
+    if token:
+        return token.strip()
+    if token_file:
+        try:
+            value = Path(token_file).expanduser().read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigurationError(
+                f"Could not read the token file {token_file!r} ({exc.strerror}); "
+                "check the path and its permissions."
+            ) from exc
+        if not value:
+            raise ConfigurationError(f"The token file {token_file!r} is empty; put the token in it.")
+        return value
+    return os.environ.get(_TOKEN_ENV, "").strip() or None
+
+
+def check_bind(host: str, token: str | None) -> None:
+    """Refuse to listen beyond loopback without a token, or with a weak one.
+
+    Raises:
+        ConfigurationError: a non-loopback ``host`` without a token, or a token
+            shorter than 16 characters.
+    """
+    from maquina_nb.server._security import is_loopback_host
+
+    if token is not None and len(token) < _MIN_TOKEN_LENGTH:
+        raise ConfigurationError(
+            f"The server token is {len(token)} characters long; use at least "
+            f"{_MIN_TOKEN_LENGTH} (python -c 'import secrets; print(secrets.token_urlsafe())')."
+        )
+    if not is_loopback_host(host) and token is None:
+        raise ConfigurationError(
+            f"Listening on {host!r} would let anyone who can reach it read every run "
+            f"and start runs with this machine's API keys; set {_TOKEN_ENV} (or pass "
+            "--token-file), or listen on 127.0.0.1."
+        )
+
+
+def serve(
+    *,
+    db_url: str | None = None,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    token: str | None = None,
+    allowed_hosts: list[str] | None = None,
+    max_body_bytes: int | None = None,
+    allow_start_runs: bool = True,
+    log_level: str = "info",
+) -> None:
+    """Build the app and serve it until interrupted.
+
+    Raises:
+        ConfigurationError: see :func:`check_bind`.
+    """
+    import uvicorn
+
+    from maquina_nb.server._security import (
+        DEFAULT_MAX_BODY_BYTES,
+        LOOPBACK_HOSTS,
+        is_loopback_host,
+    )
+    from maquina_nb.server.app import create_app
+
+    check_bind(host, token)
+    if allowed_hosts is None:
+        # On loopback only loopback names are answered (no DNS rebinding);
+        # beyond it the token guards, and the name clients use is not known.
+        allowed_hosts = list(LOOPBACK_HOSTS) if is_loopback_host(host) else ["*"]
+
+    app = create_app(
+        db_url=db_url,
+        token=token,
+        allowed_hosts=allowed_hosts,
+        max_body_bytes=max_body_bytes or DEFAULT_MAX_BODY_BYTES,
+        allow_start_runs=allow_start_runs,
+    )
+    logger.info("serving maquina_nb on http://%s:%d (token %s)", host, port, "on" if token else "off")
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        proxy_headers=False,
+        server_header=False,
+    )
+    uvicorn.Server(config).run()
+
+
+def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``serve`` subcommand to an argparse ``subparsers`` object."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "serve",
+        help="serve the REST/WebSocket API over a database",
+        description=(
+            "Serve runs, responses, feedback and decisions over HTTP, with a "
+            "WebSocket stream of live runs. API docs at /docs."
+        ),
+    )
+    parser.add_argument("--db", dest="db_url", help="database URL (default: MAQUINA_DB_URL)")
+    parser.add_argument("--host", default=DEFAULT_HOST, help="address to listen on")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port to listen on")
+    parser.add_argument(
+        "--token",
+        help=f"require this bearer token (prefer {_TOKEN_ENV} or --token-file: "
+        "arguments show in the process list)",
+    )
+    parser.add_argument("--token-file", help="read the bearer token from this file")
+    parser.add_argument(
+        "--allowed-host",
+        action="append",
+        dest="allowed_hosts",
+        help="Host header to answer (repeatable; '*' for any)",
+    )
+    parser.add_argument(
+        "--max-body-bytes", type=int, default=None, help="refuse larger request bodies (413)"
+    )
+    parser.add_argument(
+        "--no-start-runs",
+        dest="allow_start_runs",
+        action="store_false",
+        help="read and rate only; POST /api/runs answers 403",
+    )
+    parser.add_argument(
+        "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
+    )
+    parser.set_defaults(func=run_serve)
+    return parser
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """Run the ``serve`` subcommand; return the exit status."""
+    try:
+        token = resolve_token(args.token, args.token_file)
+        serve(
+            db_url=args.db_url,
+            host=args.host,
+            port=args.port,
+            token=token,
+            allowed_hosts=args.allowed_hosts,
+            max_body_bytes=args.max_body_bytes,
+            allow_start_runs=args.allow_start_runs,
+            log_level=args.log_level,
+        )
+    except ConfigurationError as exc:
+        sys.stderr.write(f"maquina-nb serve: {exc}\n")
+        return 2
+    return 0

@@ -1,0 +1,414 @@
+"""Start runs from the API and stream any run's events over a WebSocket.
+
+A run started through ``POST /api/runs`` executes on maquina_nb's background
+event loop through the same :func:`~maquina_nb.orchestrator.aorchestrate` a
+notebook uses; its events go to the :class:`~maquina_nb.server._hub.RunHub`.
+
+``/api/runs/{run_id}/events`` then serves one of three sources:
+
+- a run live in this process: its snapshot so far, then every event live;
+- a run still running elsewhere (a notebook kernel writing to the same
+  database): the stored responses, then new ones as the database shows them;
+- a finished run: a replay of what was stored.
+
+Each ends with ``run_finished`` and a normal close (1000).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import inspect
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from fastapi import WebSocket, WebSocketDisconnect
+from starlette.concurrency import run_in_threadpool
+
+from maquina_nb import _loop
+from maquina_nb._redact import get_logger, redact
+from maquina_nb.server import _queries
+from maquina_nb.server._hub import RunHub
+from maquina_nb.server._replay import (
+    TERMINAL_RUN_STATUSES,
+    response_event,
+    run_finished_event,
+    run_started_event,
+)
+
+if TYPE_CHECKING:
+    from maquina_nb.server.app import ServerState
+    from maquina_nb.server.schemas import RunStartIn
+
+__all__ = ["RunLauncher", "StartRunError", "stream_run"]
+
+logger = get_logger(__name__)
+
+#: Close code sent when a run id is unknown (4000-4999 are for applications).
+CLOSE_UNKNOWN_RUN = 4404
+#: Close code sent to a client too slow to keep up; it may reconnect.
+CLOSE_TOO_SLOW = 4008
+
+
+class StartRunError(Exception):
+    """A run could not start; ``field`` names the request field at fault."""
+
+    def __init__(self, field: tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+def _orchestrate() -> Callable[..., Awaitable[Any]]:
+    from maquina_nb.orchestrator import aorchestrate
+
+    return aorchestrate
+
+
+def _check_models(specs: list[str]) -> None:
+    """Resolve every spec now, so an unknown one answers 422 naming its index."""
+    from maquina_nb.errors import ConfigurationError, UnknownModelError
+    from maquina_nb.providers import resolve_model
+
+    for index, spec in enumerate(specs):
+        try:
+            resolve_model(spec)
+        except (UnknownModelError, ConfigurationError) as exc:
+            raise StartRunError(("body", "models", index), str(exc)) from exc
+
+
+def _error_field(exc: BaseException) -> tuple[str | int, ...]:
+    from maquina_nb.errors import (
+        BudgetExceededError,
+        ConfigurationError,
+        ReplayMissError,
+        TemplateError,
+        UnknownModelError,
+    )
+
+    if isinstance(exc, TemplateError):
+        return ("body", "template")
+    if isinstance(exc, BudgetExceededError):
+        return ("body", "max_cost_usd")
+    if isinstance(exc, UnknownModelError | ConfigurationError):
+        return ("body", "models")
+    if isinstance(exc, ReplayMissError):
+        return ("body", "cache")
+    return ("body",)
+
+
+class RunLauncher:
+    """Start runs on the background loop and keep track of them.
+
+    Args:
+        hub: where the runs' events go.
+        repository: the repository the runs are stored through.
+        start_timeout_s: how long to wait for a run to report that it started.
+    """
+
+    def __init__(
+        self, hub: RunHub, repository: Any, *, start_timeout_s: float = 60.0
+    ) -> None:
+        self.hub = hub
+        self.repository = repository
+        self.start_timeout_s = start_timeout_s
+        self._futures: dict[str, concurrent.futures.Future[Any]] = {}
+
+    def _kwargs(
+        self, body: RunStartIn, on_event: Callable[[Any], None]
+    ) -> dict[str, Any]:
+        orchestrate = _orchestrate()
+        accepted = inspect.signature(orchestrate).parameters
+        params = body.parameters
+        wanted: dict[str, Any] = {
+            "system": body.system,
+            "samples": body.samples,
+            "temperature": params.temperature,
+            "max_tokens": params.max_tokens,
+            "top_p": params.top_p,
+            "seed": params.seed,
+            "stop": params.stop,
+            "cache": body.cache,
+            "max_cost": body.max_cost_usd,
+            "name": body.name,
+            "tags": tuple(body.tags),
+            "db": self.repository,
+            "stream": True,
+            "progress": False,
+            "on_event": on_event,
+        }
+        if body.over is not None:
+            import pandas as pd
+
+            wanted["over"] = pd.DataFrame(body.over)
+        if any(
+            kind.kind is inspect.Parameter.VAR_KEYWORD for kind in accepted.values()
+        ):
+            return {key: value for key, value in wanted.items() if value is not None}
+
+        kwargs: dict[str, Any] = {}
+        for key, value in wanted.items():
+            if key in accepted:
+                kwargs[key] = value
+            elif value is not None and key in ("top_p", "seed", "stop"):
+                raise StartRunError(
+                    ("body", "parameters", key),
+                    f"The orchestrator does not take {key!r}; leave it out.",
+                )
+        return kwargs
+
+    async def start(self, body: RunStartIn) -> str:
+        """Start ``body`` as a run and return its id once it has begun.
+
+        Raises:
+            StartRunError: the request cannot run (unknown model, bad template,
+                over budget, …); names the field at fault.
+        """
+        from maquina_nb.errors import MaquinaError
+
+        await run_in_threadpool(_check_models, body.models)
+
+        loop = asyncio.get_running_loop()
+        started: asyncio.Future[str] = loop.create_future()
+        publish = self.hub.threadsafe_publisher()
+
+        def _mark_started(run_id: str) -> None:
+            if not started.done():
+                started.set_result(run_id)
+
+        def on_event(event: Any) -> None:
+            # Called on the background loop's thread: hand over and return at once.
+            data = event.to_dict()
+            publish(data)
+            if data.get("type") == "run_started":
+                loop.call_soon_threadsafe(_mark_started, str(data["run_id"]))
+
+        # Step 1: submit the run to the background loop.
+        kwargs = self._kwargs(body, on_event)
+        future = _loop.submit(
+            _orchestrate()(body.template, list(body.models), **kwargs)
+        )
+
+        # Step 2: wait until it has started (or failed before starting).
+        finished = asyncio.wrap_future(future)
+        done, _ = await asyncio.wait(
+            {started, finished},
+            timeout=self.start_timeout_s,
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        if started in done:
+            run_id = started.result()
+        elif finished in done:
+            exc = finished.exception()
+            if exc is None:
+                run_id = str(finished.result().id)
+            elif isinstance(exc, MaquinaError | ValueError):
+                raise StartRunError(_error_field(exc), redact(str(exc))) from exc
+            else:
+                raise exc
+        else:
+            future.cancel()
+            raise StartRunError(
+                ("body",),
+                f"The run did not start within {self.start_timeout_s:.0f} s; try again.",
+            )
+
+        # Step 3: watch it, so a crash still ends its subscribers' streams.
+        self._futures[run_id] = future
+        future.add_done_callback(lambda fut: self._on_done(run_id, fut, publish))
+        logger.info(
+            "started run %s over %d model(s) from the API", run_id, len(body.models)
+        )
+        return run_id
+
+    def _on_done(
+        self,
+        run_id: str,
+        future: concurrent.futures.Future[Any],
+        publish: Callable[[dict[str, Any]], None],
+    ) -> None:
+        self._futures.pop(run_id, None)
+        if future.cancelled():
+            status, message = "cancelled", "The run was cancelled."
+        elif future.exception() is not None:
+            status, message = "failed", redact(str(future.exception()))
+            logger.warning("run %s ended with an error: %s", run_id, message)
+        else:
+            return
+        # The hub ignores this if the orchestrator already sent its own end.
+        publish(
+            {
+                "type": "run_finished",
+                "run_id": run_id,
+                "status": status,
+                "done": 0,
+                "failed": 0,
+                "total": 0,
+                "cost_usd": None,
+                "duration_s": 0.0,
+                "extra": {"error": message},
+            }
+        )
+
+    def cancel_all(self, *, timeout_s: float = 5.0) -> None:
+        """Cancel every run still going (at server shutdown), waiting a little."""
+        futures = list(self._futures.values())
+        for future in futures:
+            future.cancel()
+        if futures:
+            concurrent.futures.wait(futures, timeout=timeout_s)
+
+
+# --- the WebSocket -------------------------------------------------------------
+
+
+async def _wait_disconnect(websocket: WebSocket) -> None:
+    """Return when the client goes away; ignore anything it sends."""
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+
+
+async def _send_until(
+    websocket: WebSocket, disconnected: asyncio.Task[None], coro: Awaitable[Any]
+) -> bool:
+    """Run ``coro`` unless the client leaves first; tell whether it finished."""
+    task = asyncio.ensure_future(coro)
+    done, _ = await asyncio.wait(
+        {task, disconnected}, return_when=asyncio.FIRST_COMPLETED
+    )
+    if task in done:
+        task.result()
+        return True
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
+        await task
+    return False
+
+
+async def _stream_live(
+    websocket: WebSocket,
+    state: ServerState,
+    run_id: str,
+    disconnected: asyncio.Task[None],
+) -> bool:
+    subscription = state.hub.subscribe(run_id)
+    if subscription is None:
+        return False
+    snapshot, subscriber = subscription
+    try:
+        for event in snapshot:
+            await websocket.send_json(event)
+        while True:
+            get = asyncio.ensure_future(subscriber.queue.get())
+            done, _ = await asyncio.wait(
+                {get, disconnected}, return_when=asyncio.FIRST_COMPLETED
+            )
+            if get not in done:
+                get.cancel()
+                return True
+            event = get.result()
+            if event is None:
+                if subscriber.overflowed:
+                    await websocket.close(
+                        CLOSE_TOO_SLOW, "too slow; reconnect to resume"
+                    )
+                    return True
+                break
+            await websocket.send_json(event)
+    finally:
+        state.hub.unsubscribe(run_id, subscriber)
+    await websocket.close(1000)
+    return True
+
+
+async def _stream_stored(
+    websocket: WebSocket,
+    state: ServerState,
+    run_id: str,
+    disconnected: asyncio.Task[None],
+) -> None:
+    engine = state.engine
+
+    # Step 1: what is stored now (the whole run when it has finished).
+    run = await run_in_threadpool(_queries.get_run_row, engine, run_id)
+    if run is None:
+        await websocket.close(CLOSE_UNKNOWN_RUN, "unknown run")
+        return
+    rows = await run_in_threadpool(_queries.responses_since, engine, run_id, None)
+    await websocket.send_json(run_started_event(run, rows))
+    seen: set[str] = set()
+    for row in rows:
+        seen.add(row.id)
+        await websocket.send_json(response_event(row))
+
+    # Step 2: a run still writing elsewhere is followed through the database.
+    watermark = max((row.updated_at for row in rows if row.updated_at), default=None)
+    deadline = asyncio.get_running_loop().time() + state.tail_max_s
+    while run.status not in TERMINAL_RUN_STATUSES:
+        if asyncio.get_running_loop().time() > deadline:
+            await websocket.close(1001, "stopped following; reconnect to resume")
+            return
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(
+                asyncio.shield(disconnected), timeout=state.poll_interval_s
+            )
+        if disconnected.done():
+            return
+        since = (
+            watermark - timedelta(seconds=2)
+            if isinstance(watermark, datetime)
+            else None
+        )
+        fresh = await run_in_threadpool(_queries.responses_since, engine, run_id, since)
+        for row in fresh:
+            if row.id in seen:
+                continue
+            seen.add(row.id)
+            rows.append(row)
+            await websocket.send_json(response_event(row))
+            if row.updated_at and (watermark is None or row.updated_at > watermark):
+                watermark = row.updated_at
+        latest = await run_in_threadpool(_queries.get_run_row, engine, run_id)
+        if latest is None:
+            await websocket.close(CLOSE_UNKNOWN_RUN, "run deleted")
+            return
+        run = latest
+
+    # Step 3: the end.
+    await websocket.send_json(run_finished_event(run, rows))
+    await websocket.close(1000)
+
+
+async def stream_run(
+    websocket: WebSocket,
+    state: ServerState,
+    run_id: str,
+    *,
+    subprotocol: str | None = None,
+) -> None:
+    """Serve ``/api/runs/{run_id}/events`` (the caller has checked the token)."""
+    await websocket.accept(subprotocol=subprotocol)
+    disconnected = asyncio.ensure_future(_wait_disconnect(websocket))
+    try:
+        if state.hub.is_live(run_id):
+            await _send_until(
+                websocket,
+                disconnected,
+                _stream_live(websocket, state, run_id, disconnected),
+            )
+            return
+        await _send_until(
+            websocket,
+            disconnected,
+            _stream_stored(websocket, state, run_id, disconnected),
+        )
+    except WebSocketDisconnect:
+        logger.debug("a watcher of run %s left", run_id)
+    finally:
+        disconnected.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await disconnected
