@@ -16,8 +16,9 @@ import argparse
 import keyword
 import math
 import shlex
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from IPython.core.error import UsageError
 
@@ -25,6 +26,7 @@ __all__ = [
     "DEFAULT_OUT",
     "OrchestrateOptions",
     "check_identifier",
+    "expand_model_refs",
     "number",
     "options_from_namespace",
     "parse_with",
@@ -159,6 +161,49 @@ def _split_models(groups: Sequence[Sequence[str]] | None) -> tuple[str, ...]:
                 spec = spec.strip()
                 if spec and spec not in specs:
                     specs.append(spec)
+    return tuple(specs)
+
+
+def expand_model_refs(
+    models: Sequence[str], namespace: Mapping[str, Any]
+) -> tuple[str, ...]:
+    """Replace each ``@name`` in ``models`` by the specs the variable ``name`` holds.
+
+    The ``%%orchestrate`` line is not expanded by IPython, so ``-m @models``
+    is how a notebook chooses models in code (a list of specs, or one
+    comma-separated string).
+
+    Raises:
+        UsageError: the variable is missing or holds something else.
+    """
+    specs: list[str] = []
+    for spec in models:
+        if not spec.startswith("@"):
+            values: Sequence[Any] = [spec]
+        else:
+            name = check_identifier(spec[1:], option="-m @VAR")
+            if name not in namespace:
+                raise UsageError(
+                    f"-m {spec} names no variable in the notebook; define {name} as a "
+                    "list of model specs first, e.g. models = ['echo', 'replay:gpt-4']."
+                )
+            value = namespace[name]
+            values = value.split(",") if isinstance(value, str) else value
+            if not isinstance(values, Sequence) or not all(
+                isinstance(v, str) for v in values
+            ):
+                raise UsageError(
+                    f"-m {spec} must hold a list of model specs (strings), not "
+                    f"{type(value).__name__}; e.g. {name} = ['echo', 'replay:gpt-4']."
+                )
+        for value in values:
+            value = value.strip()
+            if value and value not in specs:
+                specs.append(value)
+    if not specs:
+        raise UsageError(
+            f"-m {' '.join(models)} gives no model; name at least one, e.g. -m echo."
+        )
     return tuple(specs)
 
 

@@ -59,7 +59,8 @@ class MaquinaMagics(Magics):
         metavar="SPEC",
         help="Models to ask, as specs or aliases, comma- or space-separated "
         "(e.g. -m claude,gpt-4o,ollama:llama3.1 or -m echo replay:gpt-4). "
-        "Repeatable.",
+        "Repeatable. -m @VAR takes the specs from the notebook variable VAR "
+        "(a list, or a comma-separated string).",
     )
     @argument(
         "--over",

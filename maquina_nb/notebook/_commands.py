@@ -1,0 +1,246 @@
+"""The ``%maquina`` subcommands: models, check, history, show, feedback, config, db.
+
+Each subcommand parses its own words with argparse (errors become exactly
+``UsageError``), delegates to the layers below and returns what the notebook
+should show — usually a DataFrame, or a widget for ``show``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
+
+from IPython.core.error import UsageError
+
+from maquina_nb._redact import get_logger, redact
+from maquina_nb.notebook._args import split_line
+
+__all__ = ["SUBCOMMANDS", "dispatch"]
+
+logger = get_logger(__name__)
+
+_KEY_VARIABLES = ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "OLLAMA_HOST")
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser that raises UsageError instead of exiting."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message}; run %maquina? for the subcommands.")
+
+    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
+        raise UsageError(message or f"{self.prog} stopped")
+
+
+def _parser(name: str) -> _Parser:
+    return _Parser(prog=f"%maquina {name}", add_help=False)
+
+
+def _db_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--db", metavar="URL", help="database URL (default MAQUINA_DB_URL)"
+    )
+
+
+def _repository(url: str | None) -> Any:
+    from maquina_nb.db import Repository
+
+    try:
+        return Repository.from_url(url)
+    except Exception as exc:
+        raise UsageError(
+            f"Could not open the database {redact(url or 'the default database')!r} "
+            f"({redact(str(exc)).splitlines()[0]}); check --db or MAQUINA_DB_URL."
+        ) from None
+
+
+def _cmd_models(shell: Any, words: Sequence[str]) -> Any:
+    parser = _parser("models")
+    parser.add_argument(
+        "specs", nargs="*", help="specs to describe (default: all known)"
+    )
+    args = parser.parse_args(words)
+
+    from maquina_nb import providers
+
+    lister = getattr(providers, "list_models", None)
+    if callable(lister):
+        return lister(args.specs or None)
+    return providers.check_credentials(args.specs or _default_specs(), live=False)
+
+
+def _default_specs() -> list[str]:
+    specs = ["echo", "replay:gpt-4", "replay:claude-v1", "replay:gpt-3.5-turbo"]
+    specs += ["replay:llama-13b", "claude", "gpt-4o", "llama"]
+    return specs
+
+
+def _cmd_check(shell: Any, words: Sequence[str]) -> Any:
+    parser = _parser("check")
+    parser.add_argument(
+        "specs", nargs="*", help="model specs (default: the usual ones)"
+    )
+    parser.add_argument(
+        "--live", action="store_true", help="make one small call per model"
+    )
+    args = parser.parse_args(words)
+
+    from maquina_nb.providers import check_credentials
+
+    return check_credentials(args.specs or _default_specs(), live=args.live)
+
+
+def _cmd_history(shell: Any, words: Sequence[str]) -> Any:
+    parser = _parser("history")
+    parser.add_argument("--limit", type=int, default=20)
+    parser.add_argument("--name")
+    parser.add_argument("--tag")
+    parser.add_argument("--model")
+    parser.add_argument("--since")
+    parser.add_argument("--until")
+    parser.add_argument("--cursor")
+    _db_option(parser)
+    args = parser.parse_args(words)
+    if args.limit < 1:
+        raise UsageError(
+            f"%maquina history --limit must be at least 1, not {args.limit}."
+        )
+
+    repository = _repository(args.db)
+    filters = {
+        key: getattr(args, key)
+        for key in ("name", "tag", "model", "since", "until")
+        if getattr(args, key) is not None
+    }
+    page = repository.list_runs(limit=args.limit, cursor=args.cursor, **filters)
+    frame = repository.runs_frame([run.id for run in page.runs])
+    if page.next_cursor:
+        frame.attrs["next_cursor"] = page.next_cursor
+        from IPython.display import display
+
+        display(frame)
+        return _Note(f"More runs: %maquina history --cursor {page.next_cursor}")
+    return frame
+
+
+class _Note:
+    """A short line shown as the cell's result."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def _run_argument(name: str) -> tuple[_Parser, Callable[[Sequence[str]], Any]]:
+    parser = _parser(name)
+    parser.add_argument("run", metavar="RUN", help="a run id")
+    _db_option(parser)
+    return parser, parser.parse_args
+
+
+def _get_run(repository: Any, run_id: str) -> Any:
+    from maquina_nb.errors import StoreError
+
+    try:
+        return repository.get_run(run_id)
+    except StoreError as exc:
+        raise UsageError(f"{exc} See %maquina history for the stored runs.") from None
+
+
+def _cmd_show(shell: Any, words: Sequence[str]) -> Any:
+    parser, parse = _run_argument("show")
+    parser.add_argument("--blind", action="store_true", help="hide model names")
+    args = parse(words)
+    repository = _repository(args.db)
+    _get_run(repository, args.run)
+
+    from maquina_nb.notebook.widget import ComparisonWidget
+
+    return ComparisonWidget.from_run(repository, args.run, blind=args.blind)
+
+
+def _cmd_feedback(shell: Any, words: Sequence[str]) -> Any:
+    _, parse = _run_argument("feedback")
+    args = parse(words)
+    repository = _repository(args.db)
+    _get_run(repository, args.run)
+    return repository.feedback_frame(args.run)
+
+
+def _cmd_config(shell: Any, words: Sequence[str]) -> Any:
+    _parser("config").parse_args(words)
+
+    import pandas as pd
+
+    from maquina_nb import config
+
+    rows = [
+        ("database", redact(config.default_db_url())),
+        ("rater", config.rater_name()),
+        ("user config file", str(config.user_config_path())),
+        ("project config file", str(config.find_project_config() or "none")),
+    ]
+    # Only whether a key is set, never its value (DESIGN.md decision 8).
+    for name in _KEY_VARIABLES:
+        value = os.environ.get(name, "")
+        shown = "set" if value.strip() else "not set"
+        if name == "OLLAMA_HOST" and value.strip():
+            shown = redact(value.strip())
+        rows.append((name, shown))
+    return pd.DataFrame(rows, columns=["setting", "value"]).set_index("setting")
+
+
+def _cmd_db(shell: Any, words: Sequence[str]) -> Any:
+    parser = _parser("db")
+    parser.add_argument("action", choices=["upgrade"])
+    _db_option(parser)
+    args = parser.parse_args(words)
+
+    from maquina_nb import db
+
+    upgrade = getattr(db, "upgrade", None)
+    try:
+        if callable(upgrade):
+            upgrade(args.db)
+        else:
+            db.create_db_engine(args.db)
+    except Exception as exc:
+        raise UsageError(
+            f"Could not upgrade {redact(args.db or 'the default database')!r}: "
+            f"{redact(str(exc)).splitlines()[0]}"
+        ) from None
+    return _Note(
+        f"The database {redact(args.db or 'default')} is at the latest schema."
+    )
+
+
+SUBCOMMANDS: dict[str, Callable[[Any, Sequence[str]], Any]] = {
+    "models": _cmd_models,
+    "check": _cmd_check,
+    "history": _cmd_history,
+    "show": _cmd_show,
+    "feedback": _cmd_feedback,
+    "config": _cmd_config,
+    "db": _cmd_db,
+}
+
+
+def dispatch(shell: Any, line: str) -> Any:
+    """Run the ``%maquina`` subcommand named first on ``line``."""
+    words = split_line(line, magic="%maquina")
+    if not words:
+        raise UsageError(
+            f"%maquina needs a subcommand: {', '.join(SUBCOMMANDS)}; run %maquina? for help."
+        )
+    command, rest = words[0], words[1:]
+    handler = SUBCOMMANDS.get(command)
+    if handler is None:
+        raise UsageError(
+            f"%maquina has no subcommand {command!r}; use one of "
+            f"{', '.join(SUBCOMMANDS)} (see %maquina?)."
+        )
+    return handler(shell, rest)

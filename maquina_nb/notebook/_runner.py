@@ -1,0 +1,293 @@
+"""What one ``%%orchestrate`` cell does once its line is parsed.
+
+Steps: check the input (before anything is written), open the database, show
+the comparison widget, run the orchestrator (waiting, or in the background),
+and leave the run's DataFrame in the ``-o`` variable. Mistakes the user can fix
+become exactly ``UsageError`` with one line; nothing is stored for them.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from IPython.core.error import UsageError
+
+from maquina_nb._redact import get_logger, redact
+from maquina_nb.notebook._args import OrchestrateOptions, expand_model_refs
+
+if TYPE_CHECKING:
+    import concurrent.futures
+
+    import pandas as pd
+
+__all__ = ["TURN_MARKER", "last_frame", "last_run_object", "run_cell", "split_turns"]
+
+logger = get_logger(__name__)
+
+#: A Jinja2 comment on its own that separates the user turns of a multi-turn
+#: item (MT-Bench style): each turn is asked after the model answered the one
+#: before, with its own answers in the conversation.
+TURN_MARKER = "{# turn #}"
+_TURN_SPLIT = re.compile(r"^[ \t]*\{#-?\s*turn\s*-?#\}[ \t]*$", re.MULTILINE)
+
+_state_lock = threading.Lock()
+_last: dict[str, Any] = {"run": None, "frame": None}
+_background: list[concurrent.futures.Future[Any]] = []
+
+
+@dataclass
+class _Prepared:
+    prompt: Any
+    models: tuple[str, ...]
+    over: Any
+    namespace: Mapping[str, Any]
+
+
+def split_turns(body: str) -> str | dict[str, list[str]]:
+    """Return the body as one template, or as ``{"turns": [...]}`` when it has markers."""
+    parts = [part.strip() for part in _TURN_SPLIT.split(body)]
+    if len(parts) == 1:
+        return body.strip()
+    if not all(parts):
+        raise UsageError(
+            f"A turn of the %%orchestrate cell is empty; write text between the "
+            f"{TURN_MARKER} lines, or remove the extra marker."
+        )
+    return {"turns": parts}
+
+
+def last_run_object() -> Any:
+    """Return the :class:`~maquina_nb.orchestrator.Run` of the last cell, or None."""
+    with _state_lock:
+        return _last["run"]
+
+
+def last_frame() -> pd.DataFrame | None:
+    """Return the DataFrame of the last ``%%orchestrate`` run, or None."""
+    with _state_lock:
+        return _last["frame"]
+
+
+def _remember(run: Any, frame: Any) -> None:
+    with _state_lock:
+        _last["run"] = run
+        _last["frame"] = frame
+
+
+def _prepare(
+    options: OrchestrateOptions, body: str, user_ns: Mapping[str, Any]
+) -> _Prepared:
+    """Check everything the user can get wrong, before anything is written."""
+    from maquina_nb.errors import (
+        ConfigurationError,
+        ReplayMissError,
+        UnknownModelError,
+    )
+    from maquina_nb.orchestrator.plan import make_plan
+
+    # Step 1: an empty body, the model list and the --over variable.
+    if not body.strip():
+        raise UsageError(
+            "The %%orchestrate cell has no prompt; write the prompt template in the "
+            "cell body below the magic line, e.g. Answer briefly: {{ question }}"
+        )
+    models = expand_model_refs(options.models, user_ns)
+    over = None
+    if options.over is not None:
+        if options.over not in user_ns:
+            raise UsageError(
+                f"--over {options.over} names no variable in the notebook; create the "
+                "DataFrame first, or check the spelling."
+            )
+        over = user_ns[options.over]
+        if not (hasattr(over, "columns") and hasattr(over, "to_dict")):
+            raise UsageError(
+                f"--over {options.over} is a {type(over).__name__}, not a pandas "
+                "DataFrame; pass the name of a DataFrame whose columns the template uses."
+            )
+    prompt = split_turns(body)
+
+    # Step 2: plan without sending: unknown models and template variables surface here.
+    try:
+        make_plan(
+            prompt,
+            list(models),
+            over=over,
+            namespace=user_ns,
+            system=options.system,
+            samples=options.samples,
+            parameters=_parameters(options),
+        )
+    except (ConfigurationError, UnknownModelError, ReplayMissError) as exc:
+        raise UsageError(str(exc)) from None
+    return _Prepared(prompt=prompt, models=models, over=over, namespace=user_ns)
+
+
+def _parameters(options: OrchestrateOptions) -> dict[str, Any]:
+    parameters: dict[str, Any] = {}
+    if options.temperature is not None:
+        parameters["temperature"] = options.temperature
+    if options.max_tokens is not None:
+        parameters["max_tokens"] = options.max_tokens
+    return parameters
+
+
+def _open_repository(url: str | None) -> Any:
+    from maquina_nb.db import Repository
+
+    try:
+        return Repository.from_url(url)
+    except (
+        Exception
+    ) as exc:  # a bad --db URL or an unusable database is a usage problem
+        shown = redact(url or "the default database")
+        raise UsageError(
+            f"Could not open the database {shown!r} ({redact(str(exc)).splitlines()[0]}); "
+            "check --db or MAQUINA_DB_URL."
+        ) from None
+
+
+def _orchestrate_kwargs(
+    options: OrchestrateOptions, prepared: _Prepared, on_event: Any
+) -> dict[str, Any]:
+    return {
+        "over": prepared.over,
+        "namespace": prepared.namespace,
+        "system": options.system,
+        "samples": options.samples,
+        "temperature": options.temperature,
+        "max_tokens": options.max_tokens,
+        "cache": options.cache,
+        "replay_only": options.replay_only,
+        "max_cost": options.max_cost,
+        "timeout": options.timeout,
+        "name": options.name,
+        "tags": options.tags,
+        "db": options.db,
+        "stream": options.stream,
+        "on_event": on_event,
+    }
+
+
+def run_cell(shell: Any, options: OrchestrateOptions, body: str) -> None:
+    """Run one ``%%orchestrate`` cell: validate, display, orchestrate, store.
+
+    Raises:
+        UsageError: for input the user can fix (nothing is written).
+        KeyboardInterrupt: the run was interrupted; what finished is stored and
+            the partial DataFrame is in the ``-o`` variable.
+    """
+    from IPython.display import display
+
+    from maquina_nb.errors import (
+        BudgetExceededError,
+        ConfigurationError,
+        ReplayMissError,
+        UnknownModelError,
+    )
+    from maquina_nb.notebook.widget import ComparisonWidget
+
+    # Step 1: validate and open the database; then show the (empty) table.
+    prepared = _prepare(options, body, shell.user_ns)
+    repository = _open_repository(options.db)
+    widget = ComparisonWidget(repository=repository, blind=options.blind)
+    display(widget)
+    kwargs = _orchestrate_kwargs(options, prepared, widget.handle_event)
+
+    # Step 2: in the background, return now and store the frame when done.
+    if options.background:
+        _start_background(shell, options, prepared, kwargs, widget)
+        return
+
+    # Step 3: otherwise wait; an interrupt cancels, and keeps what finished.
+    from maquina_nb.orchestrator import orchestrate
+
+    try:
+        run = orchestrate(prepared.prompt, list(prepared.models), **kwargs)
+    except (
+        ConfigurationError,
+        UnknownModelError,
+        ReplayMissError,
+        BudgetExceededError,
+    ) as exc:
+        raise UsageError(str(exc)) from None
+    except KeyboardInterrupt:
+        _store_partial(shell, options, repository, widget)
+        raise
+    _store(shell, options, run)
+
+
+def _store(shell: Any, options: OrchestrateOptions, run: Any) -> None:
+    frame = run.to_pandas()
+    shell.user_ns[options.out] = frame
+    _remember(run, frame)
+    logger.debug("run %s stored in %s (%d rows)", run.id, options.out, len(frame))
+
+
+def _store_partial(
+    shell: Any, options: OrchestrateOptions, repository: Any, widget: Any
+) -> None:
+    run_id = getattr(widget, "run_id", None)
+    if not run_id:
+        return
+    try:
+        frame = repository.responses_frame(run_id)
+    except Exception:
+        logger.exception("could not load the responses of the cancelled run %s", run_id)
+        return
+    shell.user_ns[options.out] = frame
+    _remember(None, frame)
+
+
+def _start_background(
+    shell: Any,
+    options: OrchestrateOptions,
+    prepared: _Prepared,
+    kwargs: dict[str, Any],
+    widget: Any,
+) -> None:
+    from maquina_nb import _loop
+    from maquina_nb.orchestrator import aorchestrate
+
+    future = _loop.submit(
+        aorchestrate(prepared.prompt, list(prepared.models), **kwargs)
+    )
+
+    def _done(finished: concurrent.futures.Future[Any]) -> None:
+        with _state_lock:
+            if finished in _background:
+                _background.remove(finished)
+        if finished.cancelled():
+            logger.info("background run cancelled")
+            return
+        error = finished.exception()
+        if error is not None:
+            # NOTE: nobody waits on this future, so the error is logged and shown
+            # in the table; otherwise it would vanish.
+            logger.error("background run failed: %s", redact(str(error)))
+            show = getattr(widget, "show_error", None)
+            if callable(show):
+                show(f"The run failed: {redact(str(error))}")
+            return
+        try:
+            _store(shell, options, finished.result())
+        except Exception:
+            logger.exception("could not store the background run's DataFrame")
+
+    with _state_lock:
+        _background.append(future)
+    future.add_done_callback(_done)
+
+
+def wait_background(timeout: float | None = None) -> None:
+    """Wait until every background run started by ``%%orchestrate`` has finished."""
+    import concurrent.futures
+
+    with _state_lock:
+        pending = list(_background)
+    if pending:
+        concurrent.futures.wait(pending, timeout=timeout)

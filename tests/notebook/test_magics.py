@@ -1,0 +1,369 @@
+"""The ``%%orchestrate`` and ``%maquina`` magics in an in-process IPython shell."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from IPython.core.error import UsageError
+from IPython.core.interactiveshell import InteractiveShell
+from traitlets.config import Config
+
+from maquina_nb.notebook import _runner
+from maquina_nb.notebook._args import DEFAULT_OUT, split_line
+from maquina_nb.notebook.magics import parse_orchestrate_line
+
+OPTIONS = [
+    "--models",
+    "--over",
+    "--system",
+    "--temperature",
+    "--max-tokens",
+    "--samples",
+    "--name",
+    "--tag",
+    "--no-cache",
+    "--replay-only",
+    "--max-cost",
+    "--timeout",
+    "--blind",
+    "--background",
+    "--no-stream",
+    "--db",
+    "--out",
+]
+
+
+@pytest.fixture
+def db_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "magics.db"
+    monkeypatch.setenv("MAQUINA_DB_URL", f"sqlite:///{path}")
+    monkeypatch.chdir(tmp_path)
+    return path
+
+
+@pytest.fixture
+def ip(db_path: Path) -> Iterator[InteractiveShell]:
+    config = Config()
+    config.HistoryManager.enabled = False
+    shell = InteractiveShell.instance(config=config)
+    shell.extension_manager.load_extension("maquina_nb")
+    try:
+        yield shell
+    finally:
+        shell.extension_manager.unload_extension("maquina_nb")
+        InteractiveShell.clear_instance()
+
+
+def orchestrate_fn(ip: InteractiveShell):
+    return ip.magics_manager.magics["cell"]["orchestrate"]
+
+
+# --- the extension ---------------------------------------------------------
+
+
+def test_extension_registers_and_removes_both_magics(ip: InteractiveShell) -> None:
+    assert "orchestrate" in ip.magics_manager.magics["cell"]
+    assert "maquina" in ip.magics_manager.magics["line"]
+
+    ip.extension_manager.unload_extension("maquina_nb")
+    assert "orchestrate" not in ip.magics_manager.magics["cell"]
+    assert "maquina" not in ip.magics_manager.magics["line"]
+    ip.extension_manager.load_extension("maquina_nb")
+
+
+def test_help_lists_every_option_with_its_help(ip: InteractiveShell) -> None:
+    fn = orchestrate_fn(ip)
+    for option in OPTIONS:
+        assert option in fn.__doc__, option
+    for action in fn.parser._actions:
+        assert action.help, action.option_strings
+    assert DEFAULT_OUT in fn.__doc__
+    assert "not expanded" in fn.__doc__
+
+
+# --- C30: the magic line arrives literally, the same on every platform -----
+
+
+C30_LINE = (
+    '--models echo --system "Reply in {lang} and keep $budget under 5 words" '
+    '--tag "my run" --name "it\'s mine"'
+)
+
+
+def test_line_is_split_without_leftover_or_lost_quotes(ip: InteractiveShell) -> None:
+    options = parse_orchestrate_line(orchestrate_fn(ip), C30_LINE)
+
+    assert options.system == "Reply in {lang} and keep $budget under 5 words"
+    assert options.tags == ("my run",)
+    assert options.name == "it's mine"
+    assert options.models == ("echo",)
+
+
+def _windows_arg_split(
+    commandline: str, posix: bool = False, strict: bool = True
+) -> list[str]:
+    """What CommandLineToArgvW does: only double quotes group; singles stay."""
+    words, current, quoted, started = [], [], False, False
+    for char in commandline:
+        if char == '"':
+            quoted, started = not quoted, True
+        elif char.isspace() and not quoted:
+            if started:
+                words.append("".join(current))
+            current, started = [], False
+        else:
+            current.append(char)
+            started = True
+    if started:
+        words.append("".join(current))
+    return words
+
+
+def test_line_parsing_ignores_the_platform_splitter(
+    ip: InteractiveShell, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import IPython.core.magic_arguments as magic_arguments
+    import IPython.utils.process as process
+
+    posix = parse_orchestrate_line(orchestrate_fn(ip), C30_LINE)
+
+    # Force IPython's Windows code path: its splitter and the platform checks.
+    monkeypatch.setattr(magic_arguments, "arg_split", _windows_arg_split)
+    monkeypatch.setattr(process, "arg_split", _windows_arg_split)
+    monkeypatch.setattr("sys.platform", "win32")
+    windows = parse_orchestrate_line(orchestrate_fn(ip), C30_LINE)
+
+    assert windows == posix
+    # IPython's own splitter would have kept the quotes on POSIX:
+    from IPython.utils._process_common import arg_split
+
+    assert '"my run"' in arg_split('--tag "my run"')
+
+
+def test_backslashes_and_hashes_survive() -> None:
+    assert split_line(r"--db sqlite:///C:\data\runs.db --name #1 --system 'a\nb'") == [
+        "--db",
+        r"sqlite:///C:\data\runs.db",
+        "--name",
+        "#1",
+        "--system",
+        r"a\nb",
+    ]
+
+
+def test_cell_line_is_not_expanded_by_ipython(
+    ip: InteractiveShell, db_path: Path
+) -> None:
+    ip.user_ns.update(lang="French", budget=3)
+    seen = []
+    original = _runner.run_cell
+    try:
+        _runner.run_cell = lambda shell, options, body: seen.append(options)  # type: ignore[assignment]
+        ip.run_cell(f"%%orchestrate {C30_LINE}\nSay hi")
+    finally:
+        _runner.run_cell = original  # type: ignore[assignment]
+
+    assert [o.system for o in seen] == [
+        "Reply in {lang} and keep $budget under 5 words"
+    ]
+    assert seen[0].tags == ("my run",)
+
+
+# --- bad input: exactly UsageError, one line, nothing written ---------------
+
+
+@pytest.mark.parametrize(
+    ("line", "body", "fragment"),
+    [
+        pytest.param(
+            "-m echo --frobnicate",
+            "Hi",
+            "does not know '--frobnicate'",
+            id="unknown-option",
+        ),
+        pytest.param("-m no-such-model", "Hi", "no-such-model", id="unknown-model"),
+        pytest.param("-m echo", "Hi {{ nobody }}", "nobody", id="missing-variable"),
+        pytest.param("-m echo", "   \n  ", "has no prompt", id="empty-body"),
+        pytest.param(
+            "-m echo --temperature warm",
+            "Hi",
+            "'warm' is not a number",
+            id="nan-temperature",
+        ),
+        pytest.param(
+            "-m echo --max-tokens 1.5",
+            "Hi",
+            "not a whole number",
+            id="float-max-tokens",
+        ),
+        pytest.param(
+            "-m echo --samples -2", "Hi", "out of range", id="negative-samples"
+        ),
+        pytest.param(
+            "-m echo --max-cost lots", "Hi", "'lots' is not a number", id="bad-max-cost"
+        ),
+        pytest.param(
+            "-m echo --over nothing_here",
+            "{{ q }}",
+            "names no variable",
+            id="missing-over",
+        ),
+        pytest.param(
+            "-m echo --over not_a_frame",
+            "{{ q }}",
+            "not a pandas DataFrame",
+            id="over-not-frame",
+        ),
+        pytest.param(
+            "-m echo -o 'two words'", "Hi", "Python variable name", id="bad-out"
+        ),
+        pytest.param("", "Hi", "at least one model", id="no-model"),
+        pytest.param("-m @nowhere", "Hi", "names no variable", id="missing-model-var"),
+        pytest.param("-m echo --system 'open", "Hi", "unclosed quote", id="open-quote"),
+        pytest.param(
+            "-m echo", "A\n{# turn #}\n\n{# turn #}\nB", "turn", id="empty-turn"
+        ),
+    ],
+)
+def test_bad_input_is_one_usage_error_and_writes_nothing(
+    ip: InteractiveShell, db_path: Path, line: str, body: str, fragment: str
+) -> None:
+    ip.user_ns["not_a_frame"] = [1, 2, 3]
+
+    with pytest.raises(UsageError) as caught:
+        ip.run_cell_magic("orchestrate", line, body)
+
+    assert type(caught.value) is UsageError
+    message = str(caught.value)
+    assert fragment in message
+    assert "\n" not in message
+    assert not db_path.exists()
+    assert DEFAULT_OUT not in ip.user_ns
+
+
+def test_bad_input_shows_one_line_in_the_cell(
+    ip: InteractiveShell, db_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = ip.run_cell("%%orchestrate -m echo --temperature hot\nHi")
+
+    captured = capsys.readouterr()
+    assert isinstance(result.error_in_exec, UsageError)
+    assert "Traceback" not in captured.out + captured.err
+    assert "UsageError: %%orchestrate argument --temperature" in captured.err
+
+
+# --- running ------------------------------------------------------------------
+
+
+def test_run_lands_in_default_out_and_last_run(
+    ip: InteractiveShell, db_path: Path
+) -> None:
+    import maquina_nb
+
+    ip.run_cell_magic("orchestrate", "-m echo,echo:other --name first", "Say hi")
+
+    frame = ip.user_ns[DEFAULT_OUT]
+    assert sorted(frame["model_spec"]) == ["echo", "echo:other"]
+    assert set(frame["status"]) == {"done"}
+    assert maquina_nb.last_run() is not None
+    assert list(maquina_nb.last_run().to_pandas()["id"]) == list(frame["id"])
+    assert db_path.exists()
+
+
+def test_run_over_dataframe_with_turns_and_out_variable(ip: InteractiveShell) -> None:
+    import pandas as pd
+
+    ip.user_ns["df"] = pd.DataFrame(
+        {"q": ["one", "two"], "code": ['{"a": 1}', "{x: x}"]}
+    )
+
+    ip.run_cell_magic(
+        "orchestrate",
+        "-m echo --over df -o answers --tag t1 --tag 't 2'",
+        'First {{ q }} with {{ code }} and {"verdict": 1}\n{# turn #}\nNow {{ q }} again',
+    )
+
+    frame = ip.user_ns["answers"]
+    assert len(frame) == 2
+    assert DEFAULT_OUT not in ip.user_ns
+    assert sorted(frame["item_index"]) == [0, 1]
+    # The last turn's conversation holds the first turn verbatim (C29 braces kept).
+    first = frame.sort_values("item_index").iloc[0]
+    contents = [m["content"] for m in first["messages"]]
+    assert 'First one with {"a": 1} and {"verdict": 1}' in contents
+    assert contents[-1] == "Now one again"
+
+
+def test_models_from_a_variable(ip: InteractiveShell) -> None:
+    ip.user_ns["models"] = ["echo", "echo:b"]
+    ip.run_cell_magic("orchestrate", "-m @models -o out", "Hi")
+    assert sorted(ip.user_ns["out"]["model_spec"]) == ["echo", "echo:b"]
+
+
+def test_background_returns_at_once_and_fills_out_later(ip: InteractiveShell) -> None:
+    ip.run_cell_magic("orchestrate", "-m echo --background -o later", "Hi")
+
+    _runner.wait_background(timeout=30)
+    deadline = time.monotonic() + 10
+    while "later" not in ip.user_ns and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert list(ip.user_ns["later"]["status"]) == ["done"]
+
+
+# --- %maquina ---------------------------------------------------------------
+
+
+def test_maquina_unknown_subcommand_is_usage_error(ip: InteractiveShell) -> None:
+    with pytest.raises(UsageError, match=re.escape("no subcommand 'frob'")):
+        ip.run_line_magic("maquina", "frob")
+    with pytest.raises(UsageError, match="needs a subcommand"):
+        ip.run_line_magic("maquina", "")
+
+
+def test_maquina_config_never_shows_a_key(
+    ip: InteractiveShell, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-SECRETSECRET1234")
+    frame = ip.run_line_magic("maquina", "config")
+    assert frame.loc["OPENAI_API_KEY", "value"] == "set"
+    assert frame.loc["ANTHROPIC_API_KEY", "value"] == "not set"
+    assert "SECRETSECRET" not in frame.to_string()
+
+
+def test_maquina_history_show_and_feedback(ip: InteractiveShell) -> None:
+    ip.run_cell_magic("orchestrate", "-m echo --name hist-run -o out", "Hi")
+    run_id = ip.user_ns["out"]["run_id"].iloc[0]
+
+    history = ip.run_line_magic("maquina", "history --name hist-run")
+    assert list(history["id"]) == [run_id]
+
+    from maquina_nb.db import Repository
+
+    repository = Repository.from_url()
+    repository.record_feedback(ip.user_ns["out"]["id"].iloc[0], "thumbs", 1, rater="t")
+    feedback = ip.run_line_magic("maquina", f"feedback {run_id}")
+    assert list(feedback["kind"]) == ["thumbs"]
+
+    widget = ip.run_line_magic("maquina", f"show {run_id}")
+    assert widget is not None
+
+    with pytest.raises(UsageError, match="history"):
+        ip.run_line_magic("maquina", "show 0123456789abcdef0123456789abcdef")
+
+
+def test_maquina_db_upgrade(ip: InteractiveShell, tmp_path: Path) -> None:
+    target = tmp_path / "fresh.db"
+    note = ip.run_line_magic("maquina", f"db upgrade --db sqlite:///{target}")
+    assert "latest schema" in repr(note)
+    assert target.exists()
+
+
+def test_maquina_models_and_check(ip: InteractiveShell) -> None:
+    models = ip.run_line_magic("maquina", "models")
+    assert len(models) > 0
+    check = ip.run_line_magic("maquina", "check echo gpt-4o")
+    assert len(check) == 2
