@@ -1,0 +1,237 @@
+"""``orchestrate()`` and ``aorchestrate()``: the Python API over the orchestrator.
+
+Both work the same in a notebook cell, in ``await`` code and in a plain script:
+the network work always runs on maquina_nb's one background event loop
+(DESIGN.md decision 2), so SDK clients stay on one loop across calls and no
+``asyncio.run`` is ever nested inside a running kernel loop (C01).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import sys
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from maquina_nb._loop import in_background_loop, run_sync, submit
+from maquina_nb._redact import get_logger
+from maquina_nb.errors import RunCancelledError
+from maquina_nb.orchestrator.engine import MultiModelOrchestrator, _Interrupted
+
+if TYPE_CHECKING:
+    from maquina_nb.orchestrator import events as ev
+    from maquina_nb.orchestrator.run import Run
+    from maquina_nb.providers.base import BaseAIModel
+
+__all__ = ["aorchestrate", "last_run", "orchestrate"]
+
+logger = get_logger(__name__)
+
+_last_lock = threading.Lock()
+_last: Run | None = None
+
+
+def last_run() -> Run | None:
+    """Return the most recent run of this process (finished or cancelled)."""
+    with _last_lock:
+        return _last
+
+
+def _remember(run: Run) -> None:
+    global _last
+    with _last_lock:
+        _last = run
+
+
+def _caller_namespace(depth: int) -> Mapping[str, Any]:
+    """Return the caller's locals over its globals, for template variables."""
+    try:
+        frame = sys._getframe(depth + 1)
+    except ValueError:  # pragma: no cover - called from the outermost frame
+        return {}
+    try:
+        return collections.ChainMap(dict(frame.f_locals), frame.f_globals)
+    finally:
+        del frame
+
+
+def orchestrate(
+    prompt: Any,
+    models: str | BaseAIModel | Sequence[str | BaseAIModel],
+    *,
+    over: Any = None,
+    system: str | None = None,
+    samples: int = 1,
+    temperature: float | None = None,
+    max_tokens: int | None = None,
+    cache: bool = True,
+    replay_only: bool = False,
+    max_cost: float | None = None,
+    timeout: float | None = None,
+    concurrency: int | None = None,
+    name: str | None = None,
+    tags: Sequence[str] = (),
+    db: Any = None,
+    stream: bool = True,
+    on_event: Callable[[ev.Event], Any] | None = None,
+) -> Run:
+    """Ask every model every item, concurrently; store and return the answers.
+
+    Safe inside a running Jupyter kernel and in a plain script. The prompt is a
+    Jinja2 template (``{{ column }}``) rendered over the rows of ``over`` or,
+    without it, over the caller's variables; single braces such as JSON
+    examples stay text.
+
+    Args:
+        prompt: a template string; a list of them (one item each); a
+            conversation (a list of ``{"role", "content"}`` messages); or
+            MT-Bench style ``{"turns": [...]}`` mappings, whose turns are asked
+            one after the other with the model's own earlier answers.
+        models: model specs (``"anthropic:claude-sonnet-4-5"``, ``"gpt-4o"``,
+            ``"echo"`` …), model objects, or one comma-separated string.
+        over: a DataFrame (or list of mappings): one item per row. Missing
+            values render as an empty string and are recorded as null.
+        system: a system prompt (a template too).
+        samples: answers per model per item, each cached on its own.
+        temperature: sampling temperature; ``None`` leaves the provider's default.
+        max_tokens: the output limit; ``None`` leaves the provider's default.
+        cache: reuse stored answers to identical requests (a reused answer
+            has status ``cached`` and costs 0; truncated and failed answers are
+            never reused).
+        replay_only: answer only from the cache; raise
+            :class:`~maquina_nb.errors.ReplayMissError` before any request if
+            anything is missing.
+        max_cost: refuse the run if its pre-flight estimate is above this many
+            dollars (:class:`~maquina_nb.errors.BudgetExceededError`); stop
+            starting requests once actual spend reaches it, recording the
+            unsent ones as ``skipped``.
+        timeout: seconds one response may take before it fails as ``timeout``.
+        concurrency: requests in flight at once across all models (default
+            :data:`maquina_nb.config.DEFAULT_CONCURRENCY`, 32).
+        name: a name for the run.
+        tags: labels to find the run by later.
+        db: database URL, SQLAlchemy Engine or Repository (default
+            ``MAQUINA_DB_URL``, else ``maquina.db`` in the working directory).
+        stream: stream from models that can (text deltas reach ``on_event``).
+        on_event: called with each run event on the background loop's thread;
+            it must not block. Outside notebooks a progress bar shows on stderr
+            (``MAQUINA_NB_PROGRESS=0`` turns it off).
+
+    Returns:
+        The finished :class:`Run`; ``run.to_pandas()`` gives one row per response.
+
+    Raises:
+        TemplateError: the template uses an undefined variable (raised before
+            anything is sent, naming the variable and the available columns).
+        UnknownModelError: a model spec is unknown.
+        ReplayMissError: with ``replay_only``, some request has no stored answer.
+        BudgetExceededError: the estimate is above ``max_cost``.
+        RunCancelledError: the call was interrupted (Ctrl-C or a kernel
+            interrupt); in-flight responses are stored as ``cancelled`` with
+            their partial text, finished ones are kept, and the cancelled
+            :class:`Run` is on the exception's ``run`` attribute.
+    """
+    orchestrator = MultiModelOrchestrator(
+        models,
+        db=db,
+        concurrency=concurrency,
+        cache=cache,
+        replay_only=replay_only,
+        max_cost=max_cost,
+        timeout=timeout,
+        stream=stream,
+        on_event=on_event,
+    )
+    plan = orchestrator.plan(
+        prompt,
+        over=over,
+        namespace=_caller_namespace(1),
+        system=system,
+        samples=samples,
+        temperature=temperature,
+        max_tokens=max_tokens,
+    )
+
+    interrupted = _Interrupted()
+    try:
+        run = run_sync(
+            orchestrator.execute(plan, name=name, tags=tags, _interrupted=interrupted)
+        )
+    except KeyboardInterrupt:
+        cancelled = interrupted.run
+        if cancelled is None:
+            raise
+        _remember(cancelled)
+        error = RunCancelledError(
+            cancelled.id, cancelled.totals.answered, cancelled.totals.responses
+        )
+        error.run = cancelled  # type: ignore[attr-defined]
+        raise error from None
+    _remember(run)
+    return run
+
+
+async def aorchestrate(
+    prompt: Any,
+    models: str | BaseAIModel | Sequence[str | BaseAIModel],
+    *,
+    over: Any = None,
+    system: str | None = None,
+    samples: int = 1,
+    temperature: float | None = None,
+    max_tokens: int | None = None,
+    cache: bool = True,
+    replay_only: bool = False,
+    max_cost: float | None = None,
+    timeout: float | None = None,
+    concurrency: int | None = None,
+    name: str | None = None,
+    tags: Sequence[str] = (),
+    db: Any = None,
+    stream: bool = True,
+    on_event: Callable[[ev.Event], Any] | None = None,
+) -> Run:
+    """The async twin of :func:`orchestrate`, for code that owns an event loop.
+
+    Called from any loop (a notebook's top-level ``await``, an application's
+    loop), the work still runs on maquina_nb's background loop and is awaited
+    from there, so SDK clients stay on one loop. Cancelling the awaiting task
+    cancels the run the same way an interrupt does. Arguments, return value and
+    errors are those of :func:`orchestrate`.
+    """
+    namespace = _caller_namespace(1)
+
+    def _prepare() -> tuple[MultiModelOrchestrator, Any]:
+        orchestrator = MultiModelOrchestrator(
+            models,
+            db=db,
+            concurrency=concurrency,
+            cache=cache,
+            replay_only=replay_only,
+            max_cost=max_cost,
+            timeout=timeout,
+            stream=stream,
+            on_event=on_event,
+        )
+        plan = orchestrator.plan(
+            prompt,
+            over=over,
+            namespace=namespace,
+            system=system,
+            samples=samples,
+            temperature=temperature,
+            max_tokens=max_tokens,
+        )
+        return orchestrator, plan
+
+    # Planning opens the database and renders templates: off the caller's loop.
+    orchestrator, plan = await asyncio.to_thread(_prepare)
+    work = orchestrator.execute(plan, name=name, tags=tags)
+    if in_background_loop():
+        run = await work
+    else:
+        run = await asyncio.wrap_future(submit(work))
+    _remember(run)
+    return run

@@ -1,0 +1,243 @@
+"""Events to the caller's ``on_event``, and the progress bar.
+
+Producers (the fan-out workers and the writer) call :meth:`EventBus.emit` and
+:meth:`EventBus.delta`, which only append to in-memory buffers and never call
+user code. A separate dispatcher task on the same loop delivers the events:
+
+- text deltas are coalesced per response and delivered at most every
+  ``delta_interval`` seconds (20 a second by default), always before that
+  response's finished or failed event, so concatenated deltas give the text;
+- the queue of other events is bounded: past ``max_queue`` the oldest
+  ``response_started`` events are dropped (never a finished, failed or run event);
+- the dispatcher yields to the loop after every few milliseconds of callbacks,
+  so a slow ``on_event`` delays its own events, not the requests.
+
+``on_event`` is called on the background loop's thread and must not block
+(docs/INTERNALS.md); an exception it raises is logged once and the run goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from maquina_nb._redact import get_logger
+from maquina_nb.orchestrator import events as ev
+
+__all__ = ["EventBus", "ProgressBar", "progress_wanted"]
+
+logger = get_logger(__name__)
+
+Address = tuple[int, str, int]
+
+# Time the dispatcher may spend in callbacks before it lets the workers run.
+_SLICE_S = 0.005
+
+
+class EventBus:
+    """Deliver run events to ``on_event`` without slowing the run down."""
+
+    def __init__(
+        self,
+        on_event: Callable[[ev.Event], Any] | None,
+        *,
+        run_id: str = "",
+        delta_interval: float = 0.05,
+        max_queue: int = 10_000,
+    ) -> None:
+        self.on_event = on_event
+        self.run_id = run_id
+        self.delta_interval = delta_interval
+        self.max_queue = max_queue
+        self.dropped = 0
+        self._queue: deque[ev.Event] = deque()
+        self._pending: dict[Address, list[str]] = {}
+        self._wake = asyncio.Event()
+        self._closing = False
+        self._task: asyncio.Task[None] | None = None
+        self._failed_once = False
+
+    @property
+    def active(self) -> bool:
+        """Whether anyone listens; producers skip building events otherwise."""
+        return self.on_event is not None
+
+    def start(self) -> None:
+        """Start the dispatcher task on the running loop."""
+        if self.active and self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._dispatch())
+
+    def delta(self, address: Address, text: str) -> None:
+        """Buffer streamed ``text`` of the response at ``address``."""
+        if not self.active or not text:
+            return
+        buffered = self._pending.get(address)
+        if buffered is None:
+            self._pending[address] = [text]
+            self._wake.set()
+        else:
+            buffered.append(text)
+
+    def emit(self, event: ev.Event) -> None:
+        """Queue ``event``; the response's buffered text goes out before it."""
+        if not self.active:
+            return
+        address = _address_of(event)
+        if address is not None and address in self._pending:
+            self._queue.append(self._delta_event(address, self._pending.pop(address)))
+        self._queue.append(event)
+        if len(self._queue) > self.max_queue:
+            self._shed()
+        self._wake.set()
+
+    def _delta_event(self, address: Address, parts: list[str]) -> ev.TextDelta:
+        return ev.TextDelta(
+            run_id=self.run_id,
+            item_index=address[0],
+            model=address[1],
+            sample_index=address[2],
+            text="".join(parts),
+        )
+
+    def _shed(self) -> None:
+        # Started events are the only ones a consumer can do without.
+        before = len(self._queue)
+        self._queue = deque(
+            e for e in self._queue if not isinstance(e, ev.ResponseStarted)
+        )
+        self.dropped += before - len(self._queue)
+        logger.debug(
+            "event queue over %d; dropped %d started events",
+            self.max_queue,
+            before - len(self._queue),
+        )
+
+    def _deliver(self, event: ev.Event) -> None:
+        assert self.on_event is not None
+        try:
+            self.on_event(event)
+        except Exception:
+            if not self._failed_once:
+                self._failed_once = True
+                logger.exception(
+                    "on_event raised on a %s event; the run goes on", event.type
+                )
+
+    async def _dispatch(self) -> None:
+        last_deltas = 0.0
+        while True:
+            # Sleep until something arrives; with deltas waiting, until their turn.
+            if not self._queue and not self._closing:
+                timeout = self.delta_interval if self._pending else None
+                self._wake.clear()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout)
+
+            slice_started = time.perf_counter()
+            while self._queue:
+                self._deliver(self._queue.popleft())
+                if time.perf_counter() - slice_started > _SLICE_S:
+                    await asyncio.sleep(0)
+                    slice_started = time.perf_counter()
+
+            now = time.monotonic()
+            if self._pending and (
+                self._closing or now - last_deltas >= self.delta_interval
+            ):
+                last_deltas = now
+                pending, self._pending = self._pending, {}
+                for address, parts in pending.items():
+                    self._deliver(self._delta_event(address, parts))
+
+            if self._closing and not self._queue and not self._pending:
+                return
+            await asyncio.sleep(0)
+
+    async def aclose(self) -> None:
+        """Deliver everything still queued, then stop the dispatcher."""
+        if self._task is None:
+            return
+        self._closing = True
+        self._wake.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), timeout=5)
+        except asyncio.TimeoutError:
+            logger.warning(
+                "on_event is too slow; %d events were not delivered", len(self._queue)
+            )
+            self._task.cancel()
+
+
+def _address_of(event: ev.Event) -> Address | None:
+    item_index = getattr(event, "item_index", None)
+    if item_index is None:
+        return None
+    return (item_index, event.model, event.sample_index)  # type: ignore[attr-defined]
+
+
+def _in_kernel() -> bool:
+    shell_module = sys.modules.get("IPython")
+    if shell_module is None:
+        return False
+    try:
+        shell = shell_module.get_ipython()  # type: ignore[attr-defined]
+    except Exception:
+        return False
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+def progress_wanted(explicit: bool | None = None) -> bool:
+    """Decide whether to show the progress bar.
+
+    An explicit ``True``/``False`` wins; then ``MAQUINA_NB_PROGRESS``
+    (``0``/``false``/``off`` or ``1``/``true``/``on``); otherwise the bar shows
+    outside notebooks, where the comparison widget shows progress instead.
+    """
+    if explicit is not None:
+        return explicit
+    setting = os.environ.get("MAQUINA_NB_PROGRESS", "").strip().lower()
+    if setting in {"0", "false", "off", "no"}:
+        return False
+    if setting in {"1", "true", "on", "yes"}:
+        return True
+    return not _in_kernel()
+
+
+class ProgressBar:
+    """A tqdm bar on stderr: responses done of total, failures and spend."""
+
+    def __init__(self, total: int, *, description: str = "maquina") -> None:
+        from tqdm.std import tqdm
+
+        self._bar = tqdm(
+            total=total,
+            desc=description,
+            unit="resp",
+            file=sys.stderr,
+            leave=True,
+            mininterval=0.1,
+        )
+        self.failed = 0
+        self.cost = 0.0
+
+    def advance(self, status: str, cost: float | None) -> None:
+        """Count one finished response."""
+        if status in ("failed", "cancelled", "skipped"):
+            self.failed += 1
+        if cost:
+            self.cost += cost
+        self._bar.update(1)
+        if self.failed:
+            self._bar.set_postfix(
+                failed=self.failed, cost=f"${self.cost:.4f}", refresh=False
+            )
+
+    def close(self) -> None:
+        """Draw the final state and release the bar."""
+        self._bar.close()

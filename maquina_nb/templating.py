@@ -1,0 +1,417 @@
+"""Prompt templates: Jinja2 in a sandbox, rendered over DataFrame rows or a namespace.
+
+A prompt is a Jinja2 template (``{{ variable }}``). Only ``{{ … }}``, ``{% … %}``
+and ``{# … #}`` are template syntax, so JSON examples and code with single braces
+(``{"a": 1}``, ``{x: x**2 for x in nums}``) stay plain text (C29). Values put in
+from rows are never rendered a second time.
+
+Rules, chosen on purpose:
+
+- The environment is sandboxed (no attribute access to internals, no imports).
+- Undefined variables are errors, reported before anything is sent, naming the
+  variable and the columns (or names) that are available.
+- Missing values (``None``, ``NaN``, ``NaT``, ``pd.NA``) render as an empty
+  string and are recorded as ``null`` in the item's variables. ``{% if x %}``
+  treats them as false and ``{{ x is none }}`` as true.
+- An item may be one prompt, a conversation (a list of ``{"role", "content"}``
+  messages sent as they are), or MT-Bench style turns (``{"turns": [...]}``)
+  that the orchestrator asks one after the other, each with the model's own
+  earlier answers in the conversation.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import functools
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from maquina_nb._redact import get_logger
+from maquina_nb.errors import TemplateError
+
+if TYPE_CHECKING:
+    import jinja2
+
+__all__ = [
+    "TemplateItem",
+    "build_items",
+    "find_variables",
+    "render",
+    "to_json_value",
+]
+
+logger = get_logger(__name__)
+
+_ROLES = ("system", "user", "assistant")
+_env: jinja2.Environment | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateItem:
+    """One rendered item of a run, before any model is involved."""
+
+    item_index: int
+    """Position of the item in the run (the DataFrame row position, 0-based)."""
+    messages: tuple[dict[str, str], ...]
+    """Rendered ``{"role", "content"}`` messages; a leading system message is
+    kept when the item itself carried one."""
+    variables: dict[str, Any] | None = None
+    """The values the template used, JSON-ready (missing values as ``None``)."""
+    sequential: bool = False
+    """True for MT-Bench style turns: ``messages`` are user turns asked one
+    after the other, each after the model's answer to the previous one."""
+    label: Any = None
+    """The DataFrame index label of the row, when rendered over a DataFrame."""
+    meta: dict[str, Any] = field(default_factory=dict)
+    """Other fields of an MT-Bench item (``question_id``, ``category`` …)."""
+
+    @property
+    def prompt(self) -> str:
+        """The first user turn (what a table shows for the item)."""
+        for message in self.messages:
+            if message["role"] == "user":
+                return message["content"]
+        return self.messages[-1]["content"] if self.messages else ""
+
+
+def _finalize(value: Any) -> Any:
+    # Missing values render as an empty string rather than "None" or "nan".
+    return "" if value is None else value
+
+
+def get_environment() -> jinja2.Environment:
+    """Return the shared sandboxed environment (undefined variables raise)."""
+    global _env
+    if _env is None:
+        import jinja2
+        from jinja2.sandbox import SandboxedEnvironment
+
+        _env = SandboxedEnvironment(
+            undefined=jinja2.StrictUndefined,
+            autoescape=False,
+            keep_trailing_newline=True,
+            finalize=_finalize,
+        )
+    return _env
+
+
+@functools.lru_cache(maxsize=256)
+def _compile(source: str) -> jinja2.Template:
+    import jinja2
+
+    try:
+        return get_environment().from_string(source)
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateError(
+            f"The prompt template has a syntax error on line {exc.lineno}: "
+            f"{exc.message}. Write literal '{{{{' as {{{{ '{{{{' }}}}, or wrap the "
+            "text in {% raw %}…{% endraw %}."
+        ) from exc
+
+
+def find_variables(source: str) -> set[str]:
+    """Return the names a template reads from its context.
+
+    Raises:
+        TemplateError: the template does not parse.
+    """
+    import jinja2
+    from jinja2 import meta
+
+    try:
+        parsed = get_environment().parse(source)
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateError(
+            f"The prompt template has a syntax error on line {exc.lineno}: "
+            f"{exc.message}. Wrap literal text in {{% raw %}}…{{% endraw %}}."
+        ) from exc
+    return set(meta.find_undeclared_variables(parsed))
+
+
+def to_json_value(value: Any) -> Any:
+    """Return ``value`` as a JSON-ready value; missing values become ``None``."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return None if math.isnan(value) else value
+
+    # numpy scalars, pandas NA/NaT and timestamps, without importing either.
+    try:
+        import pandas as pd
+
+        if pd.api.types.is_scalar(value) and pd.isna(value):
+            return None
+    except (ImportError, TypeError, ValueError):
+        pass
+    if (
+        hasattr(value, "item")
+        and callable(value.item)
+        and not isinstance(value, Sequence)
+    ):
+        try:
+            return to_json_value(value.item())
+        except (TypeError, ValueError):
+            pass
+    if isinstance(value, (_dt.datetime, _dt.date, _dt.time)):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, Mapping):
+        return {str(k): to_json_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [to_json_value(v) for v in value]
+    if hasattr(value, "tolist"):
+        return to_json_value(value.tolist())
+    return str(value)
+
+
+def _is_missing(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, float):
+        return math.isnan(value)
+    try:
+        import pandas as pd
+
+        return bool(pd.api.types.is_scalar(value) and pd.isna(value))
+    except (ImportError, TypeError, ValueError):
+        return False
+
+
+def render(source: str, context: Mapping[str, Any]) -> str:
+    """Render one template with ``context`` (missing values as empty strings).
+
+    Raises:
+        TemplateError: a syntax error, an undefined variable, or a sandbox
+            violation.
+    """
+    import jinja2
+    from jinja2.exceptions import SecurityError
+
+    template = _compile(source)
+    cleaned = {k: (None if _is_missing(v) else v) for k, v in context.items()}
+    try:
+        return template.render(cleaned)
+    except jinja2.UndefinedError as exc:
+        raise TemplateError(
+            f"The prompt template failed to render: {exc.message}. Define the "
+            "variable, or pass it as a column of over=.",
+        ) from exc
+    except SecurityError as exc:
+        raise TemplateError(
+            f"The prompt template tried something the sandbox forbids ({exc}); "
+            "use plain variables and filters."
+        ) from exc
+
+
+# ----------------------------------------------------------------------------
+# Items: what a run asks, one per prompt, row or conversation.
+
+
+def _is_message(value: Any) -> bool:
+    return isinstance(value, Mapping) and "role" in value and "content" in value
+
+
+def _is_turns(value: Any) -> bool:
+    return isinstance(value, Mapping) and "turns" in value and "role" not in value
+
+
+def _normalize_units(prompt: Any) -> list[Any]:
+    """Split ``prompt`` into item units: str, message list, or turns mapping."""
+    if isinstance(prompt, str):
+        return [prompt]
+    if _is_turns(prompt):
+        return [prompt]
+    if isinstance(prompt, Sequence) and prompt and all(_is_message(p) for p in prompt):
+        return [list(prompt)]
+    if isinstance(prompt, Iterable) and not isinstance(prompt, (bytes, Mapping)):
+        units = list(prompt)
+        if not units:
+            raise TemplateError("The prompt list is empty; give at least one prompt.")
+        for position, unit in enumerate(units):
+            if isinstance(unit, str) or _is_turns(unit):
+                continue
+            if (
+                isinstance(unit, Sequence)
+                and unit
+                and all(_is_message(m) for m in unit)
+            ):
+                continue
+            raise TemplateError(
+                f"Prompt {position} is {unit!r}; give a string, a list of "
+                "{'role', 'content'} messages, or a {'turns': [...]} mapping."
+            )
+        return units
+    raise TemplateError(
+        f"The prompt {prompt!r} is not a string, a list of prompts, a list of "
+        "messages or a {'turns': [...]} mapping."
+    )
+
+
+def _unit_sources(unit: Any) -> list[str]:
+    if isinstance(unit, str):
+        return [unit]
+    if _is_turns(unit):
+        return [str(t) for t in unit["turns"]]
+    return [str(m["content"]) for m in unit]
+
+
+def _check_roles(messages: Sequence[Mapping[str, Any]]) -> None:
+    for message in messages:
+        if message["role"] not in _ROLES:
+            raise TemplateError(
+                f"A message has role {message['role']!r}; use one of {', '.join(_ROLES)}."
+            )
+
+
+def _render_unit(
+    unit: Any, context: Mapping[str, Any]
+) -> tuple[tuple[dict[str, str], ...], bool, dict[str, Any]]:
+    if isinstance(unit, str):
+        return ({"role": "user", "content": render(unit, context)},), False, {}
+    if _is_turns(unit):
+        turns = unit["turns"]
+        if isinstance(turns, str) or not turns:
+            raise TemplateError(
+                f"The 'turns' of an item must be a non-empty list of strings, not {turns!r}."
+            )
+        rendered = tuple(
+            {"role": "user", "content": render(str(t), context)} for t in turns
+        )
+        meta = {str(k): to_json_value(v) for k, v in unit.items() if k != "turns"}
+        return rendered, True, meta
+    _check_roles(unit)
+    rendered = tuple(
+        {"role": str(m["role"]), "content": render(str(m["content"]), context)}
+        for m in unit
+    )
+    return rendered, False, {}
+
+
+def _missing_report(missing: Sequence[str], available: Sequence[str], what: str) -> str:
+    names = ", ".join(repr(n) for n in missing)
+    shown = ", ".join(repr(a) for a in list(available)[:20]) or "none"
+    more = " …" if len(available) > 20 else ""
+    return (
+        f"The prompt template uses undefined variable(s) {names}; the available "
+        f"{what} are {shown}{more}. Add the column, define the variable, or write "
+        "literal braces as {{ '{{' }}."
+    )
+
+
+def build_items(
+    prompt: Any,
+    *,
+    over: Any = None,
+    namespace: Mapping[str, Any] | None = None,
+    extra_sources: Sequence[str] = (),
+) -> list[TemplateItem]:
+    """Render ``prompt`` into the items of a run.
+
+    Args:
+        prompt: a template string, a list of them, a conversation (list of
+            ``{"role", "content"}`` messages), a ``{"turns": [...]}`` mapping,
+            or a list of conversations or turns mappings.
+        over: a DataFrame (or an iterable of mappings): one item per row, the
+            columns as variables. Only a single prompt unit may be rendered
+            over rows.
+        namespace: names to fall back on for variables that are not columns
+            (the caller's namespace in a notebook).
+        extra_sources: other templates rendered with the same context (the
+            system prompt), checked for undefined variables up front too.
+
+    Returns:
+        The items in order, with the variables each one used.
+
+    Raises:
+        TemplateError: a template does not parse, or uses a variable that is
+            neither a column nor in ``namespace`` (reported before rendering).
+    """
+    units = _normalize_units(prompt)
+    namespace = namespace or {}
+
+    # Collect every variable any template reads, before rendering anything.
+    sources = [s for unit in units for s in _unit_sources(unit)] + list(extra_sources)
+    wanted: set[str] = set()
+    for source in sources:
+        wanted |= find_variables(source)
+
+    if over is None:
+        missing = sorted(v for v in wanted if v not in namespace)
+        if missing:
+            available = sorted(k for k in namespace if not k.startswith("_"))
+            raise TemplateError(
+                _missing_report(missing, available, "names"), variable=missing[0]
+            )
+        context = {name: namespace[name] for name in wanted}
+        variables = {k: to_json_value(v) for k, v in context.items()} or None
+        items = []
+        for index, unit in enumerate(units):
+            messages, sequential, meta = _render_unit(unit, context)
+            items.append(
+                TemplateItem(index, messages, variables, sequential, meta=meta)
+            )
+        return items
+
+    if len(units) != 1:
+        raise TemplateError(
+            f"over= renders one template per row, but {len(units)} prompts were "
+            "given; pass a single template string."
+        )
+    unit = units[0]
+    labels, columns, rows = _rows_of(over)
+    missing = sorted(v for v in wanted if v not in columns and v not in namespace)
+    if missing:
+        raise TemplateError(
+            _missing_report(missing, [str(c) for c in columns], "columns"),
+            variable=missing[0],
+        )
+
+    from_namespace = {v: namespace[v] for v in wanted if v not in columns}
+    used_columns = [c for c in columns if c in wanted]
+    items = []
+    for index, (label, row) in enumerate(zip(labels, rows, strict=True)):
+        context = dict(from_namespace)
+        context.update({c: row[c] for c in used_columns})
+        variables = {k: to_json_value(v) for k, v in context.items()} or None
+        messages, sequential, meta = _render_unit(unit, context)
+        items.append(
+            TemplateItem(
+                index, messages, variables, sequential, to_json_value(label), meta
+            )
+        )
+    if not items:
+        raise TemplateError("over= has no rows; there is nothing to ask.")
+    return items
+
+
+def _rows_of(over: Any) -> tuple[list[Any], list[str], list[Mapping[str, Any]]]:
+    """Return (labels, columns, rows) of a DataFrame or an iterable of mappings."""
+    if hasattr(over, "to_dict") and hasattr(over, "columns"):
+        non_string = [c for c in over.columns if not isinstance(c, str)]
+        if non_string:
+            raise TemplateError(
+                f"over= has non-string column names {non_string[:5]!r}; rename them "
+                "so templates can refer to them."
+            )
+        records = over.to_dict(orient="records")
+        return list(over.index), list(over.columns), records
+    if isinstance(over, (Mapping, str, bytes)):
+        raise TemplateError(
+            f"over= must be a DataFrame or a list of mappings, not {type(over).__name__}."
+        )
+    rows = list(over)
+    columns: list[str] = []
+    for position, row in enumerate(rows):
+        if not isinstance(row, Mapping):
+            raise TemplateError(f"Row {position} of over= is {row!r}, not a mapping.")
+        for key in row:
+            if key not in columns:
+                columns.append(str(key))
+    filled = [{c: row.get(c) for c in columns} for row in rows]
+    return list(range(len(rows))), columns, filled
