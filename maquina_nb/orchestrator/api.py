@@ -76,6 +76,7 @@ def orchestrate(
     db: Any = None,
     stream: bool = True,
     on_event: Callable[[ev.Event], Any] | None = None,
+    namespace: Mapping[str, Any] | None = None,
 ) -> Run:
     """Ask every model every item, concurrently; store and return the answers.
 
@@ -118,6 +119,9 @@ def orchestrate(
         on_event: called with each run event on the background loop's thread;
             it must not block. Outside notebooks a progress bar shows on stderr
             (``MAQUINA_NB_PROGRESS=0`` turns it off).
+        namespace: the variables a template may use besides the columns
+            (default: the caller's locals and globals; ``%%orchestrate`` passes
+            the notebook's namespace).
 
     Returns:
         The finished :class:`Run`; ``run.to_pandas()`` gives one row per response.
@@ -147,7 +151,7 @@ def orchestrate(
     plan = orchestrator.plan(
         prompt,
         over=over,
-        namespace=_caller_namespace(1),
+        namespace=namespace if namespace is not None else _caller_namespace(1),
         system=system,
         samples=samples,
         temperature=temperature,
@@ -192,6 +196,7 @@ async def aorchestrate(
     db: Any = None,
     stream: bool = True,
     on_event: Callable[[ev.Event], Any] | None = None,
+    namespace: Mapping[str, Any] | None = None,
 ) -> Run:
     """The async twin of :func:`orchestrate`, for code that owns an event loop.
 
@@ -201,7 +206,8 @@ async def aorchestrate(
     cancels the run the same way an interrupt does. Arguments, return value and
     errors are those of :func:`orchestrate`.
     """
-    namespace = _caller_namespace(1)
+    if namespace is None:
+        namespace = _caller_namespace(1)
 
     def _prepare() -> tuple[MultiModelOrchestrator, Any]:
         orchestrator = MultiModelOrchestrator(
