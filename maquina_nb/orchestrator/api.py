@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 
 from maquina_nb._loop import in_background_loop, run_sync, submit
 from maquina_nb._redact import get_logger
-from maquina_nb.errors import RunCancelledError
 from maquina_nb.orchestrator.engine import MultiModelOrchestrator, _Interrupted
 
 if TYPE_CHECKING:
@@ -132,10 +131,11 @@ def orchestrate(
         UnknownModelError: a model spec is unknown.
         ReplayMissError: with ``replay_only``, some request has no stored answer.
         BudgetExceededError: the estimate is above ``max_cost``.
-        RunCancelledError: the call was interrupted (Ctrl-C or a kernel
-            interrupt); in-flight responses are stored as ``cancelled`` with
-            their partial text, finished ones are kept, and the cancelled
-            :class:`Run` is on the exception's ``run`` attribute.
+        KeyboardInterrupt: the call was interrupted (Ctrl-C or a kernel
+            interrupt). In-flight responses are stored as ``cancelled`` with
+            their partial text and finished ones are kept first; the cancelled
+            :class:`Run` is on the exception's ``run`` attribute and in
+            :func:`last_run`.
     """
     orchestrator = MultiModelOrchestrator(
         models,
@@ -163,16 +163,12 @@ def orchestrate(
         run = run_sync(
             orchestrator.execute(plan, name=name, tags=tags, _interrupted=interrupted)
         )
-    except KeyboardInterrupt:
-        cancelled = interrupted.run
-        if cancelled is None:
-            raise
-        _remember(cancelled)
-        error = RunCancelledError(
-            cancelled.id, cancelled.totals.answered, cancelled.totals.responses
-        )
-        error.run = cancelled  # type: ignore[attr-defined]
-        raise error from None
+    except KeyboardInterrupt as interrupt:
+        # Re-raised as is, so scripts stop as usual; the partial run rides along.
+        if interrupted.run is not None:
+            _remember(interrupted.run)
+            interrupt.run = interrupted.run  # type: ignore[attr-defined]
+        raise
     _remember(run)
     return run
 
