@@ -80,10 +80,6 @@ async def _send_json(send: Send, status: int, detail: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-class _BodyTooLargeError(Exception):
-    pass
-
-
 class BodySizeLimitMiddleware:
     """Answer 413 to any HTTP request whose body exceeds ``max_bytes``.
 
@@ -116,31 +112,33 @@ class BodySizeLimitMiddleware:
                     await self._refuse(scope, send, declared)
                     return
 
-        # Step 2: count what really arrives (chunked bodies have no length).
+        # Step 2: count what really arrives (chunked bodies have no length). Past
+        # the limit, answer 413 ourselves and tell the app the client has gone;
+        # whatever the app then tries to send is dropped.
         received = 0
-        started = False
+        state = {"started": False, "refused": False}
 
         async def counting_receive() -> Message:
             nonlocal received
+            if state["refused"]:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise _BodyTooLargeError
+                if received > self.max_bytes and not state["started"]:
+                    state["refused"] = True
+                    await self._refuse(scope, send, received)
+                    return {"type": "http.disconnect"}
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
+        async def guarded_send(message: Message) -> None:
+            if state["refused"]:
+                return
             if message["type"] == "http.response.start":
-                started = True
+                state["started"] = True
             await send(message)
 
-        try:
-            await self.app(scope, counting_receive, tracking_send)
-        except _BodyTooLargeError:
-            if started:
-                raise
-            await self._refuse(scope, send, received)
+        await self.app(scope, counting_receive, guarded_send)
 
     async def _refuse(self, scope: Scope, send: Send, size: int) -> None:
         logger.info(

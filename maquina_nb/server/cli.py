@@ -30,7 +30,9 @@ _TOKEN_ENV = "MAQUINA_NB_SERVER_TOKEN"
 _MIN_TOKEN_LENGTH = 16
 
 
-def resolve_token(token: str | None = None, token_file: str | None = None) -> str | None:
+def resolve_token(
+    token: str | None = None, token_file: str | None = None
+) -> str | None:
     """Return the token from the argument, a file, or the environment (in that order)."""
     if token:
         return token.strip()
@@ -43,7 +45,9 @@ def resolve_token(token: str | None = None, token_file: str | None = None) -> st
                 "check the path and its permissions."
             ) from exc
         if not value:
-            raise ConfigurationError(f"The token file {token_file!r} is empty; put the token in it.")
+            raise ConfigurationError(
+                f"The token file {token_file!r} is empty; put the token in it."
+            )
         return value
     return os.environ.get(_TOKEN_ENV, "").strip() or None
 
@@ -108,7 +112,12 @@ def serve(
         max_body_bytes=max_body_bytes or DEFAULT_MAX_BODY_BYTES,
         allow_start_runs=allow_start_runs,
     )
-    logger.info("serving maquina_nb on http://%s:%d (token %s)", host, port, "on" if token else "off")
+    logger.info(
+        "serving maquina_nb on http://%s:%d (token %s)",
+        host,
+        port,
+        "on" if token else "off",
+    )
     config = uvicorn.Config(
         app,
         host=host,
@@ -130,9 +139,13 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
             "WebSocket stream of live runs. API docs at /docs."
         ),
     )
-    parser.add_argument("--db", dest="db_url", help="database URL (default: MAQUINA_DB_URL)")
+    parser.add_argument(
+        "--db", dest="db_url", help="database URL (default: MAQUINA_DB_URL)"
+    )
     parser.add_argument("--host", default=DEFAULT_HOST, help="address to listen on")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port to listen on")
+    parser.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help="port to listen on"
+    )
     parser.add_argument(
         "--token",
         help=f"require this bearer token (prefer {_TOKEN_ENV} or --token-file: "
@@ -146,7 +159,10 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="Host header to answer (repeatable; '*' for any)",
     )
     parser.add_argument(
-        "--max-body-bytes", type=int, default=None, help="refuse larger request bodies (413)"
+        "--max-body-bytes",
+        type=int,
+        default=None,
+        help="refuse larger request bodies (413)",
     )
     parser.add_argument(
         "--no-start-runs",
@@ -155,7 +171,9 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="read and rate only; POST /api/runs answers 403",
     )
     parser.add_argument(
-        "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
+        "--log-level",
+        default="info",
+        choices=["critical", "error", "warning", "info", "debug"],
     )
     parser.set_defaults(func=run_serve)
     return parser

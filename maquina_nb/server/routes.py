@@ -7,13 +7,14 @@ WebSockets. Each answers 404 naming an unknown id and 422 naming a bad field.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from maquina_nb._redact import get_logger
+from maquina_nb.errors import InvalidFieldError, StoreError
 from maquina_nb.server import _models, _queries, _stats
 from maquina_nb.server._security import token_matches
 from maquina_nb.server.schemas import (
@@ -94,6 +95,12 @@ def field_error(
     )
 
 
+def _as_utc(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value
+
+
 def _run_out(row: Any) -> RunOut:
     return RunOut.model_validate(row, from_attributes=True)
 
@@ -128,10 +135,16 @@ def list_runs(
             name=name,
             tag=tag,
             model=model,
-            since=since,
-            until=until,
+            # A time without a zone is read as UTC, the zone of every stored time.
+            since=_as_utc(since),
+            until=_as_utc(until),
         )
-    except ValueError as exc:
+    except InvalidFieldError as exc:
+        raise field_error(("query", exc.field), str(exc)) from exc
+    except StoreError as exc:
+        # A cursor that does not decode; any other store error is the database's.
+        if cursor is None or not isinstance(exc.__cause__, ValueError):
+            raise
         raise field_error(("query", "cursor"), str(exc), cursor) from exc
     return RunPage(
         runs=[_run_out(row) for row in page.runs], next_cursor=page.next_cursor

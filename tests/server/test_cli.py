@@ -1,0 +1,71 @@
+"""`maquina-nb serve` argument handling and the bind rules."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from maquina_nb.errors import ConfigurationError
+from maquina_nb.server.cli import add_serve_parser, check_bind, resolve_token
+
+
+def _parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="maquina-nb")
+    add_serve_parser(parser.add_subparsers(dest="command"))
+    return parser.parse_args(["serve", *argv])
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "::1", "127.0.0.2"])
+def test_loopback_needs_no_token(host: str) -> None:
+    check_bind(host, None)
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.20", "::", "lab-server"])
+def test_any_other_host_needs_a_token(host: str) -> None:
+    with pytest.raises(ConfigurationError, match="MAQUINA_NB_SERVER_TOKEN"):
+        check_bind(host, None)
+    check_bind(host, "a-long-enough-token-0123")
+
+
+def test_a_short_token_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="at least 16"):
+        check_bind("127.0.0.1", "short")
+
+
+def test_token_comes_from_argument_file_or_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("from-the-file-0123456789\n")
+    monkeypatch.setenv("MAQUINA_NB_SERVER_TOKEN", "from-the-env-0123456789")
+
+    assert (
+        resolve_token("from-the-arg-0123456789", str(token_file))
+        == "from-the-arg-0123456789"
+    )
+    assert resolve_token(None, str(token_file)) == "from-the-file-0123456789"
+    assert resolve_token(None, None) == "from-the-env-0123456789"
+    with pytest.raises(ConfigurationError, match="Could not read the token file"):
+        resolve_token(None, str(tmp_path / "missing"))
+
+
+def test_serve_refuses_a_public_bind_without_token(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    args = _parse("--host", "0.0.0.0", "--db", "sqlite://")
+
+    assert args.func(args) == 2
+    assert "listen on 127.0.0.1" in capsys.readouterr().err
+
+
+def test_serve_defaults() -> None:
+    args = _parse()
+    assert (args.host, args.port, args.db_url, args.allow_start_runs) == (
+        "127.0.0.1",
+        8765,
+        None,
+        True,
+    )
+    assert _parse("--no-start-runs").allow_start_runs is False

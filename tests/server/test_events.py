@@ -1,0 +1,165 @@
+"""The per-run WebSocket through TestClient: replay, follow, unknown ids, token."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import datetime, timezone
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
+
+from maquina_nb.db import Repository
+from maquina_nb.server import create_app
+
+from .conftest import MODELS, Seeded, add_run, response_row
+
+
+def _drain(ws: Any, limit: int = 200) -> tuple[list[dict[str, Any]], int]:
+    """Read JSON events until the server closes; return them and the close code."""
+    events: list[dict[str, Any]] = []
+    for _ in range(limit):
+        message = ws.receive()
+        if message["type"] == "websocket.close":
+            return events, message["code"]
+        events.append(json.loads(message["text"]))
+    raise AssertionError("the stream did not end")
+
+
+def test_finished_run_is_replayed_from_the_database(
+    seeded: Seeded, client: TestClient
+) -> None:
+    with client.websocket_connect(f"/api/runs/{seeded.run_id}/events") as ws:
+        events, code = _drain(ws)
+
+    assert code == 1000
+    assert [e["type"] for e in events] == ["run_started"] + [
+        "response_finished"
+    ] * 4 + ["run_finished"]
+    started, finished = events[0], events[-1]
+    assert started["models"] == list(MODELS)
+    assert started["items"][1] == {
+        "item_index": 1,
+        "prompt": "Question 1?",
+        "variables": {"n": 1},
+    }
+    assert started["total"] == 4
+    assert (finished["status"], finished["done"], finished["failed"]) == (
+        "complete",
+        4,
+        0,
+    )
+    texts = {(e["item_index"], e["model"]): e["text"] for e in events[1:-1]}
+    assert texts[(1, MODELS[0])] == f"{MODELS[0]} answers 1"
+
+
+def test_failed_responses_are_replayed_as_response_failed(
+    repo: Repository, client: TestClient
+) -> None:
+    run_id = repo.add_run(
+        name="oops",
+        template="x",
+        system_prompt=None,
+        models=["echo"],
+        parameters={},
+        tags=[],
+        item_count=1,
+        samples=1,
+        status="failed",
+    )
+    repo.add_responses(
+        [
+            response_row(
+                run_id,
+                0,
+                "echo",
+                status="failed",
+                text=None,
+                error_kind="timeout",
+                error_message="took too long",
+            )
+        ]
+    )
+
+    with client.websocket_connect(f"/api/runs/{run_id}/events") as ws:
+        events, _ = _drain(ws)
+
+    failed = events[1]
+    assert failed["type"] == "response_failed"
+    assert (failed["error_kind"], failed["error_message"]) == (
+        "timeout",
+        "took too long",
+    )
+    assert events[-1]["status"] == "failed"
+    assert events[-1]["failed"] == 1
+
+
+def test_unknown_run_closes_with_4404(client: TestClient) -> None:
+    with client.websocket_connect(
+        "/api/runs/ffffffffffffffffffffffffffffffff/events"
+    ) as ws:
+        events, code = _drain(ws)
+    assert (events, code) == ([], 4404)
+
+
+def test_a_run_written_by_another_process_is_followed_until_it_ends(
+    repo: Repository,
+) -> None:
+    seeded = add_run(repo, items=1, status="running")
+    app = create_app(repo, poll_interval_s=0.05)
+
+    def finish_later(ready: threading.Event) -> None:
+        ready.wait(timeout=10)
+        repo.add_responses(
+            [response_row(seeded.run_id, 1, MODELS[0], text="late answer")]
+        )
+        repo.update_run(
+            seeded.run_id, status="partial", finished_at=datetime.now(timezone.utc)
+        )
+
+    ready = threading.Event()
+    writer = threading.Thread(target=finish_later, args=(ready,), daemon=True)
+    writer.start()
+    with (
+        TestClient(app) as client,
+        client.websocket_connect(f"/api/runs/{seeded.run_id}/events") as ws,
+    ):
+        first = [ws.receive_json() for _ in range(3)]
+        ready.set()
+        rest, code = _drain(ws)
+    writer.join(timeout=10)
+
+    assert [e["type"] for e in first] == [
+        "run_started",
+        "response_finished",
+        "response_finished",
+    ]
+    assert [e["type"] for e in rest] == ["response_finished", "run_finished"]
+    assert rest[0]["text"] == "late answer"
+    assert rest[1]["status"] == "partial"
+    assert code == 1000
+
+
+def test_websocket_needs_the_token_when_set(seeded: Seeded, repo: Repository) -> None:
+    token = "ws-token-0123456789abcdef"
+    url = f"/api/runs/{seeded.run_id}/events"
+    with TestClient(create_app(repo, token=token)) as client:
+        with (
+            pytest.raises(WebSocketDisconnect) as refused,
+            client.websocket_connect(url) as ws,
+        ):
+            ws.receive_json()
+        assert refused.value.code == 1008
+
+        with client.websocket_connect(
+            url, headers={"Authorization": f"Bearer {token}"}
+        ) as ws:
+            events, _ = _drain(ws)
+        assert events[-1]["type"] == "run_finished"
+
+        with client.websocket_connect(url, subprotocols=[f"bearer.{token}"]) as ws:
+            assert ws.accepted_subprotocol == f"bearer.{token}"
+            events, _ = _drain(ws)
+        assert events[0]["type"] == "run_started"
