@@ -140,6 +140,10 @@ class TextDelta:
     """A piece of streamed text."""
 
     text: str
+    reset: bool = False
+    """When true, drop the text streamed so far before appending ``text``: the
+    stream failed part-way and is being retried from the start. The final
+    :class:`Completion` always holds the full, authoritative text."""
 
 
 class BaseAIModel(abc.ABC):
@@ -175,7 +179,9 @@ class BaseAIModel(abc.ABC):
     async def generate(self, request: ModelRequest) -> Completion:
         """Answer ``request`` in one call."""
 
-    async def stream(self, request: ModelRequest) -> AsyncIterator[TextDelta | Completion]:
+    async def stream(
+        self, request: ModelRequest
+    ) -> AsyncIterator[TextDelta | Completion]:
         """Yield text deltas, then the finished :class:`Completion` last.
 
         The default calls :meth:`generate` and yields its text as one delta.

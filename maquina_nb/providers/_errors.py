@@ -1,0 +1,259 @@
+"""Translate SDK exceptions into maquina_nb's exception tree.
+
+One context manager per SDK (:func:`map_openai_errors`, :func:`map_anthropic_errors`)
+turns every failure into a :class:`~maquina_nb.errors.ProviderError` subclass,
+chained to the original. Two attributes tell the retry loop what to do:
+``retryable`` and ``retry_after`` (seconds, from the response headers).
+
+Before chaining, the SDK exception and everything it chains to are scrubbed:
+their text passes through :func:`~maquina_nb._redact.redact`, so a server that
+echoes the key in a 401 body, or a transport error quoting a header, cannot
+leak it through a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from typing import Any
+
+from maquina_nb._redact import redact
+from maquina_nb.errors import (
+    ProviderAuthError,
+    ProviderConnectionError,
+    ProviderError,
+    ProviderRateLimitError,
+    ProviderResponseError,
+    ProviderTimeoutError,
+)
+from maquina_nb.providers.retry import parse_retry_after
+
+__all__ = [
+    "StreamIncompleteError",
+    "is_retryable",
+    "map_anthropic_errors",
+    "map_openai_errors",
+    "scrub_exception",
+]
+
+# Error types inside a 200 stream that are worth another attempt.
+_TRANSIENT_STREAM_TYPES = {
+    "overloaded_error",
+    "api_error",
+    "server_error",
+    "rate_limit_error",
+    "timeout_error",
+    "internal_server_error",
+}
+_SENSITIVE_HEADERS = ("authorization", "x-api-key", "api-key")
+
+
+class StreamIncompleteError(ProviderResponseError):
+    """A stream ended before the provider said it was finished."""
+
+    kind = "incomplete_stream"
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Tell whether another attempt may succeed."""
+    return bool(getattr(exc, "retryable", False))
+
+
+def scrub_exception(exc: BaseException) -> None:
+    """Redact secrets from ``exc`` and every exception it chains to, in place."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        current.args = tuple(
+            redact(a) if isinstance(a, str) else a for a in current.args
+        )
+        for name in ("message", "body"):
+            value = getattr(current, name, None)
+            if isinstance(value, str):
+                _set(current, name, redact(value))
+            elif isinstance(value, (dict, list)):
+                _set(current, name, json.loads(redact(json.dumps(value, default=str))))
+        request = getattr(current, "request", None)
+        headers = getattr(request, "headers", None)
+        if headers is not None:
+            for header in _SENSITIVE_HEADERS:
+                with suppress(Exception):
+                    headers.pop(header, None)
+        current = current.__cause__ or current.__context__
+
+
+def _set(obj: object, name: str, value: Any) -> None:
+    with suppress(AttributeError):
+        setattr(obj, name, value)
+
+
+def _mark(
+    error: ProviderError, *, retryable: bool, retry_after: float | None = None
+) -> ProviderError:
+    error.retryable = retryable  # type: ignore[attr-defined]
+    if not isinstance(error, ProviderRateLimitError):
+        error.retry_after = retry_after  # type: ignore[attr-defined]
+    return error
+
+
+def _body_text(body: object) -> str:
+    if body is None:
+        return ""
+    text = body if isinstance(body, str) else json.dumps(body, default=str)
+    return redact(text)[:2000]
+
+
+def _error_type(body: object) -> str | None:
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict) and isinstance(inner.get("type"), str):
+            return inner["type"]
+        if isinstance(body.get("type"), str) and body.get("type") != "error":
+            return body["type"]
+    return None
+
+
+def _should_retry_header(exc: Any) -> bool | None:
+    response = getattr(exc, "response", None)
+    value = (
+        getattr(response, "headers", {}).get("x-should-retry")
+        if response is not None
+        else None
+    )
+    if value == "true":
+        return True
+    if value == "false":
+        return False
+    return None
+
+
+def translate(
+    exc: Exception, sdk: Any, *, provider: str, model: str, base_url: str | None
+) -> ProviderError | None:
+    """Return the product error for an SDK exception, or ``None`` if not an SDK one."""
+    where = f"{provider} model {model!r}"
+    if isinstance(exc, sdk.APITimeoutError):
+        return _mark(
+            ProviderTimeoutError(
+                f"The {where} did not answer in time ({exc}); raise timeout= or read_timeout= "
+                "in its settings if the model is slow.",
+                provider=provider,
+                model=model,
+            ),
+            retryable=False,
+        )
+    if isinstance(exc, sdk.APIConnectionError):
+        return _mark(
+            ProviderConnectionError(
+                f"Could not reach the {where} at {base_url!r} ({exc}); check that the server "
+                "is running and the base URL is right.",
+                provider=provider,
+                model=model,
+            ),
+            retryable=True,
+        )
+    if isinstance(exc, sdk.APIStatusError):
+        return _translate_status(exc, provider=provider, model=model)
+    if isinstance(exc, sdk.APIError):
+        # An error event inside an HTTP 200 stream: the SDKs raise and never retry it.
+        kind = _error_type(exc.body) or getattr(exc, "type", None)
+        message = redact(getattr(exc, "message", str(exc)))
+        if kind == "rate_limit_error":
+            error: ProviderError = ProviderRateLimitError(
+                f"The {where} reported a rate limit inside its stream ({message}).",
+                provider=provider,
+                model=model,
+            )
+            return _mark(error, retryable=True)
+        error = ProviderResponseError(
+            f"The {where} sent an error inside its stream ({kind or 'unknown'}: {message}).",
+            provider=provider,
+            model=model,
+            body=_body_text(exc.body),
+        )
+        return _mark(error, retryable=kind in _TRANSIENT_STREAM_TYPES or kind is None)
+    return None
+
+
+def _translate_status(exc: Any, *, provider: str, model: str) -> ProviderError:
+    status = int(exc.status_code)
+    # A stream error event arrives with the stream's 200 status.
+    kind = _error_type(exc.body)
+    headers = getattr(getattr(exc, "response", None), "headers", None)
+    retry_after = parse_retry_after(headers)
+    where = f"{provider} model {model!r}"
+    body = _body_text(exc.body)
+    hint = _should_retry_header(exc)
+
+    if status in (401, 403) or kind in ("authentication_error", "permission_error"):
+        error: ProviderError = ProviderAuthError(
+            f"The {where} rejected the API key (HTTP {status}); check the key in its "
+            "environment variable or settings.",
+            provider=provider,
+            model=model,
+        )
+        return _mark(error, retryable=False)
+    if status == 429 or kind == "rate_limit_error":
+        error = ProviderRateLimitError(
+            f"The {where} is rate limited (HTTP {status}).",
+            provider=provider,
+            model=model,
+            retry_after=retry_after,
+        )
+        return _mark(error, retryable=hint is not False)
+    transient = status >= 500 or status in (408, 409) or kind in _TRANSIENT_STREAM_TYPES
+    if status == 200:
+        message = f"The {where} sent an error inside its stream ({kind or 'unknown'})."
+    else:
+        message = f"The {where} answered HTTP {status}: {body[:300] or 'no body'}."
+    error = ProviderResponseError(
+        message, provider=provider, model=model, status_code=status, body=body
+    )
+    return _mark(
+        error,
+        retryable=hint if hint is not None else transient,
+        retry_after=retry_after,
+    )
+
+
+@contextmanager
+def _map_errors(
+    sdk: Any, *, provider: str, model: str, base_url: str | None
+) -> Iterator[None]:
+    try:
+        yield
+    except ProviderError:
+        raise
+    except json.JSONDecodeError as exc:
+        # A body the SDK could not decode (not JSON at all).
+        scrub_exception(exc)
+        error = ProviderResponseError(
+            f"The {provider} model {model!r} sent a body that could not be decoded ({exc}).",
+            provider=provider,
+            model=model,
+        )
+        raise _mark(error, retryable=True) from exc
+    except Exception as exc:
+        translated = translate(
+            exc, sdk, provider=provider, model=model, base_url=base_url
+        )
+        if translated is None:
+            raise
+        scrub_exception(exc)
+        raise translated from exc
+
+
+def map_openai_errors(*, provider: str, model: str, base_url: str | None) -> Any:
+    """Context manager turning ``openai`` exceptions into product exceptions."""
+    import openai
+
+    return _map_errors(openai, provider=provider, model=model, base_url=base_url)
+
+
+def map_anthropic_errors(*, provider: str, model: str, base_url: str | None) -> Any:
+    """Context manager turning ``anthropic`` exceptions into product exceptions."""
+    import anthropic
+
+    return _map_errors(anthropic, provider=provider, model=model, base_url=base_url)

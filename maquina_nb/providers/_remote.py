@@ -1,0 +1,532 @@
+"""What every network-backed model shares: keys, clients, limits, retries, timeouts.
+
+:class:`RemoteModel` implements :meth:`generate` and :meth:`stream` once, around
+three provider hooks (:meth:`RemoteModel._make_client`,
+:meth:`RemoteModel._generate_once`, :meth:`RemoteModel._stream_once`). Around
+each attempt it takes a slot from the model's shared rate limiter, bounds the
+time, translates SDK errors, decides on a retry, and prices the result.
+
+SDK clients are made lazily inside the running event loop and reused for every
+later call on that loop (a client is bound to the loop that created it).
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import contextvars
+import json
+import os
+import time
+import weakref
+from collections.abc import AsyncIterator
+from typing import Any
+
+from maquina_nb._redact import get_logger, redact
+from maquina_nb.errors import (
+    MissingKeyError,
+    ProviderError,
+    ProviderRateLimitError,
+    ProviderTimeoutError,
+)
+from maquina_nb.providers._errors import is_retryable
+from maquina_nb.providers.base import BaseAIModel, Completion, ModelRequest, TextDelta
+from maquina_nb.providers.credentials import KeyInfo, clean_key, find_key
+from maquina_nb.providers.pricing import estimate_tokens, price_usage
+from maquina_nb.providers.ratelimit import RateLimiter, limiter_for
+from maquina_nb.providers.retry import SYSTEM_CLOCK, Clock, RetryPolicy
+from maquina_nb.providers.settings import ModelSettings
+
+__all__ = ["RemoteModel", "TolerantSSEDecoder", "normalize_finish"]
+
+logger = get_logger(__name__)
+
+# Malformed stream chunks skipped in the current call (C09); read into ``raw``.
+_skipped_chunks: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
+    "maquina_skipped_chunks", default=None
+)
+
+
+class TolerantSSEDecoder:
+    """Wrap an SDK's SSE decoder and drop events whose data is not JSON.
+
+    Both SDKs call ``json.loads`` on every event and let a decode error end the
+    whole stream. A proxy or a local server that garbles one chunk should cost
+    that chunk, not the answer (C09), so malformed events are skipped and
+    counted instead.
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    @staticmethod
+    def _keep(sse: Any) -> bool:
+        data = sse.data
+        if not data or data.startswith("[DONE]"):
+            return True
+        try:
+            json.loads(data)
+        except ValueError:
+            skipped = _skipped_chunks.get()
+            if skipped is not None:
+                skipped.append(redact(data[:200]))
+            logger.warning("skipped a malformed stream chunk (%d bytes)", len(data))
+            return False
+        return True
+
+    def iter_bytes(self, iterator: Any) -> Any:
+        """Decode a sync byte iterator, skipping malformed events."""
+        for sse in self._inner.iter_bytes(iterator):
+            if self._keep(sse):
+                yield sse
+
+    async def aiter_bytes(self, iterator: Any) -> AsyncIterator[Any]:
+        """Decode an async byte iterator, skipping malformed events."""
+        async for sse in self._inner.aiter_bytes(iterator):
+            if self._keep(sse):
+                yield sse
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+_FINISH = {
+    # OpenAI
+    "stop": "stop",
+    "length": "length",
+    "content_filter": "content_filter",
+    "tool_calls": "tool_calls",
+    "function_call": "tool_calls",
+    # Anthropic
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+    "pause_turn": "stop",
+}
+
+
+def normalize_finish(
+    raw: str | None, text: str, tool_calls: list[dict[str, Any]] | None
+) -> str:
+    """Map a provider's finish word to stop, length, content_filter, tool_calls or empty."""
+    finish = _FINISH.get(raw or "", "stop")
+    if finish == "stop" and not text:
+        return "tool_calls" if tool_calls else "empty"
+    return finish
+
+
+class RemoteModel(BaseAIModel):
+    """A model behind an SDK: subclasses fill in the three provider hooks."""
+
+    supports_streaming = True
+    needs_key = True
+    #: Environment variable the SDK reads the key from.
+    key_env: str | None = None
+    #: Environment variable the SDK reads the base URL from.
+    base_url_env: str | None = None
+    default_base_url: str | None = None
+    #: Local servers cost nothing unless a price is configured.
+    free_by_default = False
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        spec: str | None = None,
+        settings: ModelSettings | None = None,
+        clock: Clock | None = None,
+        **overrides: Any,
+    ) -> None:
+        super().__init__(model, spec=spec)
+        settings = settings or ModelSettings()
+        self.settings = settings.merged(**overrides) if overrides else settings
+        self.clock = clock or SYSTEM_CLOCK
+        self.policy = RetryPolicy(
+            max_attempts=max(1, self.settings.max_attempts),
+            initial_backoff=self.settings.initial_backoff,
+            max_retry_after=self.settings.max_retry_after,
+        )
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
+            weakref.WeakKeyDictionary()
+        )
+        if self.settings.api_key:
+            from maquina_nb._redact import register_secret
+
+            register_secret(self.settings.api_key)
+
+    # --- where and who ------------------------------------------------------
+
+    @property
+    def base_url(self) -> str | None:
+        """The server address requests go to."""
+        if self.settings.base_url:
+            return self.settings.base_url.rstrip("/")
+        if self.base_url_env and os.environ.get(self.base_url_env, "").strip():
+            return os.environ[self.base_url_env].strip().rstrip("/")
+        return self.default_base_url
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        """Provider, model and base URL (two servers answer differently, C35)."""
+        identity = {
+            "provider": self.provider,
+            "model": self.model,
+            "base_url": self.base_url,
+        }
+        if self.settings.version:
+            identity["version"] = self.settings.version
+        return identity
+
+    @property
+    def limiter(self) -> RateLimiter:
+        """The process-wide limiter this model shares with same-identity models."""
+        return limiter_for(
+            json.dumps(self.identity, sort_keys=True),
+            requests_per_minute=self.settings.requests_per_minute,
+            tokens_per_minute=self.settings.tokens_per_minute,
+            max_in_flight=self.settings.max_in_flight,
+            clock=self.clock,
+        )
+
+    def key_info(self) -> KeyInfo:
+        """Report where the key comes from and whether it is usable (no network)."""
+        raw, source = find_key(
+            api_key=self.settings.api_key,
+            key_env=self.settings.key_env,
+            default_env=self.key_env,
+        )
+        if raw is None or not raw.strip():
+            if not self.needs_key:
+                return KeyInfo(source, "ok", "no key needed")
+            return KeyInfo(source, "missing", f"set {source or 'api_key'}")
+        try:
+            clean_key(
+                raw,
+                source=source or "settings",
+                provider=self.provider,
+                model=self.model,
+            )
+        except ProviderError as exc:
+            return KeyInfo(source, "malformed", str(exc))
+        return KeyInfo(source, "ok")
+
+    def _api_key(self) -> str | None:
+        raw, source = find_key(
+            api_key=self.settings.api_key,
+            key_env=self.settings.key_env,
+            default_env=self.key_env,
+        )
+        key = clean_key(
+            raw, source=source or "settings", provider=self.provider, model=self.model
+        )
+        if key is None and self.needs_key:
+            raise MissingKeyError(self.spec, source or "api_key")
+        return key
+
+    def _client(self) -> Any:
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(loop)
+        if client is None:
+            client = self._make_client(self._api_key())
+            self._clients[loop] = client
+        return client
+
+    def _timeout(self) -> Any:
+        import httpx2
+
+        settings = self.settings
+        return httpx2.Timeout(
+            settings.timeout,
+            connect=settings.connect_timeout,
+            read=settings.read_timeout,
+            write=settings.read_timeout,
+            pool=settings.timeout,
+        )
+
+    def price(
+        self,
+        input_tokens: int | None,
+        output_tokens: int | None,
+        cached_tokens: int | None,
+        model_id: str | None = None,
+    ) -> float | None:
+        """Return the cost of a call with this usage, ``None`` when unknown."""
+        return price_usage(
+            self.provider,
+            model_id or self.model,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            cached_tokens=cached_tokens,
+            settings=self.settings,
+            free=self.free_by_default,
+        )
+
+    # --- provider hooks -----------------------------------------------------
+
+    @abc.abstractmethod
+    def _make_client(self, api_key: str | None) -> Any:
+        """Build the SDK client (called inside the running loop)."""
+
+    @abc.abstractmethod
+    async def _generate_once(self, client: Any, request: ModelRequest) -> Completion:
+        """Make one plain call and return its completion (no cost, no latency)."""
+
+    @abc.abstractmethod
+    def _stream_once(
+        self, client: Any, request: ModelRequest
+    ) -> AsyncIterator[TextDelta | Completion]:
+        """Make one streamed call: text deltas, then the completion."""
+
+    @abc.abstractmethod
+    def _map_errors(self) -> Any:
+        """Return the context manager translating this SDK's exceptions."""
+
+    async def check_live(self) -> None:
+        """Make one cheap authenticated call; raise a ProviderError on failure."""
+
+    async def aclose(self) -> None:
+        """Close the SDK client of the running loop."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        client = self._clients.pop(loop, None)
+        if client is not None:
+            await client.close()
+
+    # --- the call -----------------------------------------------------------
+
+    def _with_defaults(self, request: ModelRequest) -> ModelRequest:
+        defaults = self.settings.parameters
+        if not defaults:
+            return request
+        import dataclasses
+
+        changes: dict[str, Any] = {}
+        for name in ("temperature", "max_tokens", "top_p", "seed"):
+            if getattr(request, name) is None and defaults.get(name) is not None:
+                changes[name] = defaults[name]
+        if request.stop is None and defaults.get("stop") is not None:
+            changes["stop"] = tuple(defaults["stop"])
+        known = {"temperature", "max_tokens", "top_p", "seed", "stop"}
+        extra = {k: v for k, v in defaults.items() if k not in known}
+        if extra:
+            changes["extra"] = {**extra, **request.extra}
+        return dataclasses.replace(request, **changes)
+
+    def _estimated_tokens(self, request: ModelRequest) -> int:
+        prompt = estimate_tokens("".join(m.content for m in request.messages))
+        return prompt + (request.max_tokens or 256)
+
+    def _after_failure(self, exc: ProviderError, attempt: int) -> float:
+        """Return how long to wait before the next attempt, or raise."""
+        retry_after = getattr(exc, "retry_after", None)
+        if isinstance(exc, ProviderRateLimitError):
+            self.limiter.record_rate_limited(retry_after)
+        if not is_retryable(exc):
+            logger.debug(
+                "%s: attempt %d failed (%s), not retried", self.spec, attempt, exc.kind
+            )
+            raise exc
+
+        delay = self.policy.delay(attempt, retry_after)
+        if delay is None:
+            logger.debug(
+                "%s: attempt %d failed (%s), giving up", self.spec, attempt, exc.kind
+            )
+            if isinstance(exc, ProviderRateLimitError):
+                raise ProviderRateLimitError(
+                    f"The {self.provider} model {self.model!r} was still rate limited after "
+                    f"{attempt} attempts; lower requests_per_minute in its settings or try again later.",
+                    provider=self.provider,
+                    model=self.model,
+                    retry_after=retry_after,
+                ) from exc
+            raise exc
+        logger.debug(
+            "%s: attempt %d failed (%s), retrying in %.2fs",
+            self.spec,
+            attempt,
+            exc.kind,
+            delay,
+        )
+        return delay
+
+    def _after_success(
+        self, grant: Any, completion: Completion, estimated: bool
+    ) -> None:
+        self.limiter.settle(grant, _total(completion))
+        self.limiter.record_success()
+        self._fill_cost(completion, estimated)
+        logger.debug(
+            "%s: answered in %.3fs, finish %s, tokens %s/%s",
+            self.spec,
+            completion.latency_s or 0.0,
+            completion.finish_reason,
+            completion.input_tokens,
+            completion.output_tokens,
+        )
+
+    def _fill_cost(self, completion: Completion, request_tokens: Any) -> None:
+        if completion.input_tokens is None and completion.output_tokens is None:
+            # No usage reported (C10): price a local estimate and say so.
+            estimate_in = request_tokens if isinstance(request_tokens, int) else None
+            completion.cost_usd = self.price(
+                estimate_in, estimate_tokens(completion.text), None, completion.model_id
+            )
+            completion.cost_is_estimate = completion.cost_usd is not None
+            return
+        completion.cost_usd = self.price(
+            completion.input_tokens,
+            completion.output_tokens,
+            completion.cached_tokens,
+            completion.model_id,
+        )
+
+    async def generate(self, request: ModelRequest) -> Completion:
+        """Answer ``request`` in one call, with limits, retries and cost."""
+        request = self._with_defaults(request)
+        self._api_key()  # a missing or malformed key fails here, before any request
+        prompt_tokens = estimate_tokens("".join(m.content for m in request.messages))
+        attempt = 0
+        while True:
+            attempt += 1
+            client = self._client()
+            async with self.limiter.slot(self._estimated_tokens(request)) as grant:
+                started = time.perf_counter()
+                try:
+                    with self._map_errors():
+                        call = self._generate_once(client, request)
+                        if self.settings.timeout is None:
+                            completion = await call
+                        else:
+                            completion = await asyncio.wait_for(
+                                call, self.settings.timeout
+                            )
+                except asyncio.TimeoutError as exc:
+                    raise self._timeout_error(
+                        "the whole call", self.settings.timeout
+                    ) from exc
+                except ProviderError as exc:
+                    delay = self._after_failure(exc, attempt)
+                else:
+                    completion.latency_s = time.perf_counter() - started
+                    self._after_success(grant, completion, prompt_tokens)
+                    return completion
+            await self.clock.sleep(delay)
+
+    def _timeout_error(self, what: str, limit: float | None) -> ProviderTimeoutError:
+        error = ProviderTimeoutError(
+            f"The {self.provider} model {self.model!r} took longer than {limit}s for {what}; "
+            "raise the timeout in its settings if the model is slow.",
+            provider=self.provider,
+            model=self.model,
+        )
+        error.retryable = False  # type: ignore[attr-defined]
+        return error
+
+    async def stream(
+        self, request: ModelRequest
+    ) -> AsyncIterator[TextDelta | Completion]:
+        """Yield text deltas, then the completion; retried streams send a reset."""
+        request = self._with_defaults(request)
+        self._api_key()
+        prompt_tokens = estimate_tokens("".join(m.content for m in request.messages))
+        attempt = 0
+        streamed = False
+        while True:
+            attempt += 1
+            if streamed:
+                # The last attempt streamed text before failing; consumers drop it.
+                yield TextDelta("", reset=True)
+                streamed = False
+            delay: float | None = None
+            client = self._client()
+            async with self.limiter.slot(self._estimated_tokens(request)) as grant:
+                started = time.perf_counter()
+                first_token: float | None = None
+                completion: Completion | None = None
+                bounded = None
+                try:
+                    with self._map_errors():
+                        bounded = self._bounded(
+                            self._stream_once(self._client(), request), started
+                        )
+                        async for item in bounded:
+                            if isinstance(item, Completion):
+                                completion = item
+                                continue
+                            if first_token is None:
+                                first_token = time.perf_counter() - started
+                            streamed = True
+                            yield item
+                except ProviderError as exc:
+                    completion = None
+                    delay = self._after_failure(exc, attempt)
+                finally:
+                    if bounded is not None:
+                        await bounded.aclose()
+                if completion is not None:
+                    completion.latency_s = time.perf_counter() - started
+                    completion.ttft_s = (
+                        first_token if first_token is not None else completion.latency_s
+                    )
+                    self._after_success(grant, completion, prompt_tokens)
+                    yield completion
+                    return
+            if delay is None:
+                raise RuntimeError(
+                    f"{type(self).__name__}._stream_once ended without a completion."
+                )
+            await self.clock.sleep(delay)
+
+    async def _bounded(
+        self, source: AsyncIterator[Any], started: float
+    ) -> AsyncIterator[Any]:
+        """Apply the first-token bound and the total deadline to a stream."""
+        settings = self.settings
+        deadline = started + settings.timeout if settings.timeout is not None else None
+        iterator = source.__aiter__()
+        try:
+            # The first item gets its own bound: a server that accepts the request
+            # and then says nothing is caught here, not after the whole timeout.
+            first_limit = _min(settings.first_token_timeout, _remaining(deadline))
+            try:
+                if first_limit is None:
+                    item = await iterator.__anext__()
+                else:
+                    item = await asyncio.wait_for(iterator.__anext__(), first_limit)
+            except StopAsyncIteration:
+                return
+            except asyncio.TimeoutError as exc:
+                raise self._timeout_error("the first token", first_limit) from exc
+            yield item
+
+            # Later items: the SDK's read timeout bounds silences; the deadline is
+            # checked as each one arrives (one wait_for per chunk would cost a task).
+            async for item in iterator:
+                if deadline is not None and time.perf_counter() > deadline:
+                    raise self._timeout_error("the whole call", settings.timeout)
+                yield item
+        finally:
+            aclose = getattr(iterator, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+
+def _remaining(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.001, deadline - time.perf_counter())
+
+
+def _min(*values: float | None) -> float | None:
+    present = [v for v in values if v is not None]
+    return min(present) if present else None
+
+
+def _total(completion: Completion) -> int | None:
+    if completion.input_tokens is None and completion.output_tokens is None:
+        return None
+    return (completion.input_tokens or 0) + (completion.output_tokens or 0)

@@ -1,0 +1,228 @@
+"""Claude models through the ``anthropic`` SDK and the Messages API.
+
+``ANTHROPIC_API_KEY`` and ``ANTHROPIC_BASE_URL`` are honoured. The base URL is
+the server root: the SDK adds ``/v1`` itself. The Messages API needs
+``max_tokens``; when neither the request nor the settings give one, 4,096 is
+sent. It has no ``seed``: a seed stays in the request (and its cache key) but is
+not sent.
+
+Token counts are reported the way :mod:`maquina_nb.providers.pricing` expects:
+``input_tokens`` is the whole prompt (Anthropic's uncached input plus cache reads
+and cache writes) and ``cached_tokens`` the cache reads.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from maquina_nb._redact import get_logger
+from maquina_nb.providers._errors import StreamIncompleteError, map_anthropic_errors
+from maquina_nb.providers._remote import (
+    RemoteModel,
+    TolerantSSEDecoder,
+    _skipped_chunks,
+    normalize_finish,
+)
+from maquina_nb.providers.base import Completion, ModelRequest, TextDelta
+
+__all__ = ["DEFAULT_MAX_TOKENS", "ClaudeModel"]
+
+logger = get_logger(__name__)
+
+DEFAULT_MAX_TOKENS = 4096
+
+
+def _client_class() -> Any:
+    import anthropic
+
+    class _AsyncAnthropic(anthropic.AsyncAnthropic):
+        # Skip malformed SSE events instead of ending the stream (C09).
+        def _make_sse_decoder(self, *args: Any, **kwargs: Any) -> Any:
+            return TolerantSSEDecoder(super()._make_sse_decoder(*args, **kwargs))
+
+    return _AsyncAnthropic
+
+
+class ClaudeModel(RemoteModel):
+    """A Claude model (``anthropic:claude-sonnet-4-5``)."""
+
+    provider = "anthropic"
+    key_env = "ANTHROPIC_API_KEY"
+    base_url_env = "ANTHROPIC_BASE_URL"
+    default_base_url = "https://api.anthropic.com"
+
+    def _make_client(self, api_key: str | None) -> Any:
+        return _client_class()(
+            api_key=api_key,
+            base_url=self.base_url,
+            timeout=self._timeout(),
+            # Retries are ours: a 429 must pause the model's whole queue (retry.py).
+            max_retries=0,
+        )
+
+    def _map_errors(self) -> Any:
+        return map_anthropic_errors(
+            provider=self.provider, model=self.model, base_url=self.base_url
+        )
+
+    def _kwargs(self, request: ModelRequest) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "model": self.model,
+            "messages": [message.to_dict() for message in request.turns],
+            "max_tokens": request.max_tokens
+            if request.max_tokens is not None
+            else DEFAULT_MAX_TOKENS,
+        }
+        if request.system is not None:
+            kwargs["system"] = request.system
+        if request.temperature is not None:
+            kwargs["temperature"] = request.temperature
+        if request.top_p is not None:
+            kwargs["top_p"] = request.top_p
+        if request.stop is not None:
+            kwargs["stop_sequences"] = list(request.stop)
+        if request.extra:
+            kwargs["extra_body"] = dict(request.extra)
+        return kwargs
+
+    async def check_live(self) -> None:
+        """List models once, without retries."""
+        with self._map_errors():
+            await self._client().with_options(max_retries=0, timeout=15).models.list()
+
+    def _completion(
+        self,
+        text: str,
+        stop_reason: str | None,
+        tool_calls: list[dict[str, Any]] | None,
+        usage: dict[str, int | None],
+        model_id: str | None,
+        raw: dict[str, Any],
+    ) -> Completion:
+        uncached = usage.get("input_tokens")
+        read = usage.get("cache_read_input_tokens") or 0
+        written = usage.get("cache_creation_input_tokens") or 0
+        input_tokens = None if uncached is None else uncached + read + written
+        return Completion(
+            text=text,
+            finish_reason=normalize_finish(stop_reason, text, tool_calls),  # type: ignore[arg-type]
+            model_id=model_id or self.model,
+            input_tokens=input_tokens,
+            output_tokens=usage.get("output_tokens"),
+            cached_tokens=read if input_tokens is not None else None,
+            raw_finish_reason=stop_reason,
+            tool_calls=tool_calls,
+            raw=raw,
+        )
+
+    async def _generate_once(self, client: Any, request: ModelRequest) -> Completion:
+        message = await client.messages.create(**self._kwargs(request))
+        raw = message.model_dump(mode="json", exclude_none=True)
+        # The content list may be empty (C17); never index into it.
+        blocks = message.content or []
+        text = "".join(
+            block.text for block in blocks if getattr(block, "type", None) == "text"
+        )
+        tool_calls = [
+            {
+                "id": block.id,
+                "type": "tool_use",
+                "name": block.name,
+                "arguments": json.dumps(block.input),
+            }
+            for block in blocks
+            if getattr(block, "type", None) == "tool_use"
+        ] or None
+        usage = _usage_dict(message.usage)
+        return self._completion(
+            text, message.stop_reason, tool_calls, usage, message.model, raw
+        )
+
+    async def _stream_once(
+        self, client: Any, request: ModelRequest
+    ) -> AsyncIterator[TextDelta | Completion]:
+        skipped: list[str] = []
+        token = _skipped_chunks.set(skipped)
+        try:
+            stream = await client.messages.create(**self._kwargs(request), stream=True)
+            parts: list[str] = []
+            tools: dict[int, dict[str, Any]] = {}
+            usage: dict[str, int | None] = {}
+            stop_reason = model_id = None
+            finished = False
+            events = 0
+            async with stream:
+                async for event in stream:
+                    events += 1
+                    kind = getattr(event, "type", None)
+                    if kind == "message_start":
+                        model_id = event.message.model
+                        usage.update(_usage_dict(event.message.usage))
+                    elif kind == "content_block_start":
+                        block = event.content_block
+                        if getattr(block, "type", None) == "tool_use":
+                            tools[event.index] = {
+                                "id": block.id,
+                                "type": "tool_use",
+                                "name": block.name,
+                                "arguments": "",
+                            }
+                    elif kind == "content_block_delta":
+                        delta = event.delta
+                        delta_type = getattr(delta, "type", None)
+                        if delta_type == "text_delta" and delta.text:
+                            parts.append(delta.text)
+                            yield TextDelta(delta.text)
+                        elif delta_type == "input_json_delta" and event.index in tools:
+                            tools[event.index]["arguments"] += delta.partial_json
+                    elif kind == "message_delta":
+                        stop_reason = event.delta.stop_reason or stop_reason
+                        for name, value in _usage_dict(event.usage).items():
+                            if value is not None:
+                                usage[name] = value
+                    elif kind == "message_stop":
+                        finished = True
+
+            if not finished or stop_reason is None:
+                error = StreamIncompleteError(
+                    f"The {self.provider} model {self.model!r} stream ended before message_stop, "
+                    f"after {events} events; it will be retried.",
+                    provider=self.provider,
+                    model=self.model,
+                )
+                error.retryable = True  # type: ignore[attr-defined]
+                raise error
+            text = "".join(parts)
+            tool_calls = [tools[i] for i in sorted(tools)] or None
+            raw = {
+                "type": "message.stream",
+                "model": model_id,
+                "text": text,
+                "stop_reason": stop_reason,
+                "tool_calls": tool_calls,
+                "usage": usage,
+                "events": events,
+                "skipped_chunks": skipped,
+            }
+            yield self._completion(text, stop_reason, tool_calls, usage, model_id, raw)
+        finally:
+            try:
+                _skipped_chunks.reset(token)
+            except ValueError:  # closed from another context; nothing to restore
+                pass
+
+
+def _usage_dict(usage: Any) -> dict[str, int | None]:
+    if usage is None:
+        return {}
+    return {
+        name: getattr(usage, name, None)
+        for name in (
+            "input_tokens",
+            "output_tokens",
+            "cache_read_input_tokens",
+            "cache_creation_input_tokens",
+        )
+    }
