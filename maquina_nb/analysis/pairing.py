@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 import random
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,7 +78,7 @@ def make_pairs(
     prompt: str,
     options: Iterable[PairOption],
     *,
-    against: Mapping[str, str] | None = None,
+    keep: Callable[[PairOption, PairOption], bool] | None = None,
 ) -> list[BlindPair]:
     """Return every pair of ``options`` for one item (each unordered pair once).
 
@@ -87,14 +87,12 @@ def make_pairs(
         item_index: the item the options answer.
         prompt: the request, as text.
         options: the responses, one per contestant.
-        against: when given, maps each label to a group; only options of
-            different groups are paired (variants against variants, say).
+        keep: when given, only pairs for which ``keep(first, second)`` is true
+            (same model, different prompt variant, say).
     """
     pairs = []
     for first, second in itertools.combinations(list(options), 2):
-        if against is not None and against.get(first.label) == against.get(
-            second.label
-        ):
+        if keep is not None and not keep(first, second):
             continue
         pairs.append(BlindPair(run_id, item_index, prompt, first, second))
     return pairs

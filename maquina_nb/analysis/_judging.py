@@ -1,0 +1,333 @@
+"""Apply a :class:`~maquina_nb.analysis.judge.Judge` to a stored run.
+
+Kept apart from ``judge.py`` so the judge itself (prompts, parsing, both-order
+comparison) reads without the bookkeeping of items, decisions and votes.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from maquina_nb._loop import run_sync
+from maquina_nb._redact import get_logger
+from maquina_nb.analysis.pairing import USABLE_STATUSES, prompt_text
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from maquina_nb.analysis.judge import Grade, Judge, PairJudgment
+    from maquina_nb.db import ModelResponse, Repository
+
+__all__ = ["judge_stored_run", "resolve_run"]
+
+logger = get_logger(__name__)
+
+_COLUMNS = (
+    "run_id",
+    "item_index",
+    "outcome",
+    "winner_response_id",
+    "winner_model",
+    "decision_id",
+    "rationale",
+)
+
+
+def resolve_run(run: Any, repository: Repository | None) -> tuple[str, Repository]:
+    """Return ``(run_id, repository)`` for a ``Run``, a run id or a stored run."""
+    run_id = run if isinstance(run, str) else getattr(run, "id", None)
+    if not isinstance(run_id, str):
+        raise TypeError(
+            f"Expected a Run, a run id or a stored run, got {type(run).__name__}."
+        )
+    if repository is None:
+        repository = getattr(run, "repository", None)
+    if repository is None:
+        from maquina_nb.db import Repository
+
+        repository = Repository.from_url()
+    return run_id, repository
+
+
+def _usable(
+    responses: Sequence[ModelResponse], models: Sequence[str] | None, sample_index: int
+) -> dict[int, list[ModelResponse]]:
+    by_item: dict[int, list[ModelResponse]] = defaultdict(list)
+    for response in responses:
+        if response.sample_index != sample_index:
+            continue
+        if models is not None and response.model_spec not in models:
+            continue
+        if response.status not in USABLE_STATUSES or not (response.text or "").strip():
+            continue
+        by_item[response.item_index].append(response)
+    return dict(sorted(by_item.items()))
+
+
+def _reference(response: ModelResponse, column: str | None) -> str | None:
+    if column is None:
+        return None
+    variables = response.variables or {}
+    if column not in variables:
+        raise KeyError(
+            f"The run's items have no variable {column!r} to use as the expected answer; "
+            f"they have {sorted(variables)!r}."
+        )
+    value = variables[column]
+    return None if value is None else str(value)
+
+
+def judge_stored_run(
+    run: Any,
+    judge: Judge,
+    *,
+    repository: Repository | None,
+    models: Sequence[str] | None,
+    reference: str | None,
+    sample_index: int,
+    record_votes: bool,
+) -> pd.DataFrame:
+    """Judge every item of a stored run and record one decision per item."""
+    import pandas as pd
+
+    run_id, repository = resolve_run(run, repository)
+    stored = repository.get_run(run_id)
+    items = _usable(list(stored.responses), models, sample_index)
+    order = {spec: i for i, spec in enumerate(stored.models or [])}
+    for responses in items.values():
+        responses.sort(
+            key=lambda r: (order.get(r.model_spec, len(order)), r.model_spec)
+        )
+
+    # Ask every question of the judge at once, concurrency-bounded.
+    rows: list[dict[str, Any]] = []
+    if judge.mode == "single":
+        tasks = [
+            (prompt_text(r.messages), r.text or "", _reference(r, reference))
+            for responses in items.values()
+            for r in responses
+        ]
+        grades = run_sync(judge.agrade_many(tasks))
+        cursor = iter(grades)
+        for item_index, responses in items.items():
+            item_grades = [next(cursor) for _ in responses]
+            rows.append(
+                _decide_single(
+                    repository, judge, run_id, item_index, responses, item_grades
+                )
+            )
+    else:
+        pairs = {
+            item_index: list(itertools.combinations(responses, 2))
+            for item_index, responses in items.items()
+        }
+        tasks_pw = [
+            (
+                prompt_text(a.messages),
+                a.text or "",
+                b.text or "",
+                _reference(a, reference),
+            )
+            for item_pairs in pairs.values()
+            for a, b in item_pairs
+        ]
+        judgments = run_sync(judge.acompare_many(tasks_pw))
+        cursor_pw = iter(judgments)
+        for item_index, item_pairs in pairs.items():
+            results = [(a, b, next(cursor_pw)) for a, b in item_pairs]
+            if record_votes:
+                _record_votes(repository, judge, run_id, item_index, results)
+            rows.append(
+                _decide_pairwise(
+                    repository, judge, run_id, item_index, items[item_index], results
+                )
+            )
+
+    logger.info("judge %s decided %d items of run %s", judge.spec, len(rows), run_id)
+    frame = pd.DataFrame(rows, columns=list(_COLUMNS))
+    frame["item_index"] = frame["item_index"].astype("Int64")
+    return frame
+
+
+def _row(
+    run_id: str,
+    item_index: int,
+    outcome: str,
+    winner: ModelResponse | None = None,
+    decision_id: str | None = None,
+    rationale: str | None = None,
+) -> dict[str, Any]:
+    return {
+        "run_id": run_id,
+        "item_index": item_index,
+        "outcome": outcome,
+        "winner_response_id": winner.id if winner is not None else None,
+        "winner_model": winner.model_spec if winner is not None else None,
+        "decision_id": decision_id,
+        "rationale": rationale,
+    }
+
+
+def _decide_single(
+    repository: Repository,
+    judge: Judge,
+    run_id: str,
+    item_index: int,
+    responses: list[ModelResponse],
+    grades: list[Grade],
+) -> dict[str, Any]:
+    scored = [
+        (r, g) for r, g in zip(responses, grades, strict=True) if g.score is not None
+    ]
+    if not scored:
+        return _row(
+            run_id,
+            item_index,
+            "undecided",
+            rationale=grades[0].error if grades else None,
+        )
+
+    # The best score wins; a shared best score is a tie.
+    best = max(g.score for _, g in scored if g.score is not None)
+    leaders = [r for r, g in scored if g.score == best]
+    winner = leaders[0] if len(leaders) == 1 else None
+    rationale = "\n\n".join(
+        f"[{r.model_spec}: {g.score}]\n{g.rationale}"
+        for r, g in zip(responses, grades, strict=True)
+    )
+    details = {
+        **judge.details(),
+        "scores": {r.id: g.score for r, g in zip(responses, grades, strict=True)},
+        "models": {r.id: r.model_spec for r in responses},
+        "errors": {
+            r.id: g.error for r, g in zip(responses, grades, strict=True) if g.error
+        },
+    }
+    decision_id = repository.record_decision(
+        run_id,
+        item_index,
+        "judge",
+        winner_response_id=winner.id if winner is not None else None,
+        decided_by=judge.spec,
+        rationale=rationale,
+        details=details,
+    )
+    return _row(
+        run_id,
+        item_index,
+        "winner" if winner else "tie",
+        winner,
+        decision_id,
+        rationale,
+    )
+
+
+def _decide_pairwise(
+    repository: Repository,
+    judge: Judge,
+    run_id: str,
+    item_index: int,
+    responses: list[ModelResponse],
+    results: list[tuple[ModelResponse, ModelResponse, PairJudgment]],
+) -> dict[str, Any]:
+    if len(responses) < 2:
+        return _row(
+            run_id, item_index, "skipped", rationale="fewer than two usable responses"
+        )
+    decided = [(a, b, j) for a, b, j in results if j.outcome is not None]
+    if not decided:
+        error = next((j.forward.error or j.backward.error for _, _, j in results), None)
+        return _row(run_id, item_index, "undecided", rationale=error)
+
+    # Tally pairwise scores (a win 1, a tie 1/2); a unique leader wins the item.
+    score: dict[str, float] = {r.id: 0.0 for r in responses}
+    for a, b, judgment in decided:
+        if judgment.outcome == "a":
+            score[a.id] += 1
+        elif judgment.outcome == "b":
+            score[b.id] += 1
+        else:
+            score[a.id] += 0.5
+            score[b.id] += 0.5
+    best = max(score.values())
+    leaders = [r for r in responses if score[r.id] == best]
+    winner = leaders[0] if len(leaders) == 1 else None
+
+    rationale = "\n\n".join(
+        f"=== {a.model_spec} (a) vs {b.model_spec} (b): {j.outcome or 'undecided'} ===\n{j.rationale}"
+        for a, b, j in results
+    )
+    details = {
+        **judge.details(),
+        "comparisons": [
+            {
+                "response_a": a.id,
+                "response_b": b.id,
+                "model_a": a.model_spec,
+                "model_b": b.model_spec,
+                "a_first": j.forward.winner,
+                "b_first": j.backward.winner,
+                "outcome": j.outcome,
+                "consistent": j.consistent,
+                "errors": [e for e in (j.forward.error, j.backward.error) if e],
+            }
+            for a, b, j in results
+        ],
+        "scores": score,
+    }
+    decision_id = repository.record_decision(
+        run_id,
+        item_index,
+        "judge",
+        winner_response_id=winner.id if winner is not None else None,
+        decided_by=judge.spec,
+        rationale=rationale,
+        details=details,
+    )
+    return _row(
+        run_id,
+        item_index,
+        "winner" if winner else "tie",
+        winner,
+        decision_id,
+        rationale,
+    )
+
+
+def _record_votes(
+    repository: Repository,
+    judge: Judge,
+    run_id: str,
+    item_index: int,
+    results: list[tuple[ModelResponse, ModelResponse, PairJudgment]],
+) -> None:
+    from maquina_nb.db.votes import record_vote
+
+    rater = f"judge:{judge.spec}"
+    side = {"a": "left", "b": "right", "tie": "tie"}
+    mirrored = {"a": "right", "b": "left", "tie": "tie"}
+    for a, b, judgment in results:
+        # Forward showed a on the left; backward showed b on the left.
+        if judgment.forward.winner is not None:
+            record_vote(
+                repository,
+                left_response_id=a.id,
+                right_response_id=b.id,
+                winner=side[judgment.forward.winner],  # type: ignore[arg-type]
+                rater=rater,
+                run_id=run_id,
+                item_index=item_index,
+            )
+        if judgment.backward.winner is not None:
+            record_vote(
+                repository,
+                left_response_id=b.id,
+                right_response_id=a.id,
+                winner=mirrored[judgment.backward.winner],  # type: ignore[arg-type]
+                rater=rater,
+                run_id=run_id,
+                item_index=item_index,
+            )

@@ -1,0 +1,540 @@
+"""A/B tests of prompt variants (and models) on the same items, with blind votes.
+
+::
+
+    ab = maquina_nb.ab_test(
+        variants={"A": "Answer briefly: {{ question }}", "B": "{{ question }}"},
+        models=["replay:gpt-4"],
+        over=questions,
+    )
+    ab.vote()  # blind widget: two answers, random sides, Left / Tie / Right
+    ab.summary()  # win rate of A over B with a Wilson interval, and a sign test
+
+Each variant runs through :func:`maquina_nb.orchestrate` over the same items.
+Every response is a *contestant*'s answer: a contestant is a variant (when there
+is one model), a model (when there is one variant), or ``variant · model``.
+The contestants' answers to one item are paired; each pair can be voted on
+blind, by people (:meth:`ABTest.vote`) or by a judge model (:meth:`ABTest.judge`,
+both orders). Votes are stored in ``pairwise_votes`` under the first variant's
+run, and :meth:`ABTest.votes` returns them arena-style with contestant names.
+"""
+
+from __future__ import annotations
+
+import collections
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from maquina_nb._loop import run_sync
+from maquina_nb._redact import get_logger
+from maquina_nb.analysis.judge import Judge, as_judge
+from maquina_nb.analysis.pairing import (
+    USABLE_STATUSES,
+    BlindPair,
+    PairOption,
+    make_pairs,
+    prompt_text,
+)
+from maquina_nb.providers.base import BaseAIModel
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from maquina_nb.db import Repository
+    from maquina_nb.notebook.pairwise import PairwiseWidget
+    from maquina_nb.orchestrator import Run
+
+__all__ = ["ABTest", "Contestant", "ab_test"]
+
+logger = get_logger(__name__)
+
+PairMode = Literal["all", "variants", "models"]
+
+
+@dataclass(frozen=True, slots=True)
+class Contestant:
+    """One side an A/B test compares: a prompt variant answered by one model."""
+
+    label: str
+    variant: str
+    model: str
+
+
+def _labels(
+    variants: Sequence[str], models: Sequence[str]
+) -> dict[tuple[str, str], str]:
+    if len(models) == 1:
+        return {(v, models[0]): v for v in variants}
+    if len(variants) == 1:
+        return {(variants[0], m): m for m in models}
+    return {(v, m): f"{v} · {m}" for v in variants for m in models}
+
+
+def _shown_prompt(first: Any, second: Any) -> str:
+    # Variants render different prompts; showing either would reveal the variant,
+    # so the rater sees the item's shared variables instead.
+    left, right = prompt_text(first.messages), prompt_text(second.messages)
+    if left == right:
+        return left
+    variables = first.variables or {}
+    if not variables:
+        return "(The two answers were asked with different prompts.)"
+    return "\n\n".join(f"**{name}**: {value}" for name, value in variables.items())
+
+
+class ABTest:
+    """The runs, pairs, votes and statistics of one A/B test.
+
+    Built by :func:`ab_test`; see the module docstring for the vocabulary.
+
+    Attributes:
+        variants: prompt templates by variant name, in the order given.
+        models: the model specs every variant ran on.
+        runs: the :class:`~maquina_nb.orchestrator.Run` of each variant.
+        contestants: what is compared, in order.
+        pairs: every pair of contestants' answers to the same item, unshuffled.
+        repository: where runs and votes are stored.
+    """
+
+    def __init__(
+        self,
+        *,
+        variants: Mapping[str, str],
+        models: Sequence[str],
+        runs: Mapping[str, Run],
+        repository: Repository,
+        pair: PairMode = "all",
+    ) -> None:
+        self.variants = dict(variants)
+        self.models = list(models)
+        self.runs = dict(runs)
+        self.repository = repository
+        labels = _labels(list(self.variants), self.models)
+        self.contestants = [Contestant(label, v, m) for (v, m), label in labels.items()]
+        self._by_label = {c.label: c for c in self.contestants}
+        self._label_of_response: dict[str, str] = {}
+        self.pairs = self._make_pairs(labels, pair)
+
+    @property
+    def run_ids(self) -> list[str]:
+        """The ids of the variants' runs, in variant order."""
+        return [run.id for run in self.runs.values()]
+
+    @property
+    def anchor_run_id(self) -> str:
+        """The run votes and judge decisions are stored under (the first variant's)."""
+        return self.run_ids[0]
+
+    def _make_pairs(
+        self, labels: Mapping[tuple[str, str], str], mode: PairMode
+    ) -> list[BlindPair]:
+        # Collect each contestant's usable answer (first sample) per item.
+        answers: dict[int, dict[str, Any]] = {}
+        for variant, run in self.runs.items():
+            for response in run.responses:
+                label = labels.get((variant, response.model_spec))
+                if label is None or response.sample_index != 0:
+                    continue
+                if (
+                    response.status not in USABLE_STATUSES
+                    or not (response.text or "").strip()
+                ):
+                    continue
+                answers.setdefault(response.item_index, {})[label] = response
+                self._label_of_response[response.id] = label
+
+        def keep(first: PairOption, second: PairOption) -> bool:
+            a, b = self._by_label[first.label], self._by_label[second.label]
+            if mode == "variants":
+                return a.model == b.model
+            if mode == "models":
+                return a.variant == b.variant
+            return True
+
+        pairs: list[BlindPair] = []
+        order = [c.label for c in self.contestants]
+        for item_index in sorted(answers):
+            present = [
+                answers[item_index][label]
+                for label in order
+                if label in answers[item_index]
+            ]
+            options = [
+                PairOption(r.id, self._label_of_response[r.id], r.text or "")
+                for r in present
+            ]
+            if len(present) < 2:
+                continue
+            prompt = _shown_prompt(present[0], present[1])
+            pairs.extend(
+                make_pairs(self.anchor_run_id, item_index, prompt, options, keep=keep)
+            )
+        return pairs
+
+    # --- voting ---------------------------------------------------------------
+
+    def vote(
+        self,
+        *,
+        rater: str | None = None,
+        seed: int | None = None,
+        title: str | None = None,
+    ) -> PairwiseWidget:
+        """Return a blind voting widget over every pair (random order and sides)."""
+        # NOTE: the widget lives in the notebook layer above this one; it is
+        # imported here, on demand, only to hand it to the caller.
+        from maquina_nb.notebook.pairwise import PairwiseWidget
+
+        return PairwiseWidget(
+            self.pairs,
+            repository=self.repository,
+            rater=rater,
+            seed=seed,
+            title=title
+            or f"Blind A/B vote: {' vs '.join(c.label for c in self.contestants)}",
+        )
+
+    def record_vote(
+        self, pair: BlindPair, winner: str, *, rater: str | None = None
+    ) -> str:
+        """Store a vote on ``pair`` as shown (``left``, ``right`` or ``tie``)."""
+        from maquina_nb.db.votes import record_vote
+
+        return record_vote(
+            self.repository,
+            left_response_id=pair.left.response_id,
+            right_response_id=pair.right.response_id,
+            winner=winner,  # type: ignore[arg-type]
+            rater=rater,
+            run_id=pair.run_id,
+            item_index=pair.item_index,
+        )
+
+    def judge(
+        self, judge: str | Judge, *, reference: str | None = None
+    ) -> pd.DataFrame:
+        """Let a judge model vote on every pair, in both orders.
+
+        Each ordering is stored as a vote by rater ``judge:<spec>``; each pair
+        also gets a ``judge`` decision (under the first variant's run) with the
+        judge's rationale. Returns one row per pair: ``item_index``, ``left``,
+        ``right`` (contestants), ``outcome`` (``left``, ``right``, ``tie`` or
+        ``None`` when the judge failed) and ``decision_id``.
+        """
+        import pandas as pd
+
+        judge = as_judge(judge, mode="pairwise")
+        tasks = [
+            (
+                pair.prompt,
+                pair.left.text,
+                pair.right.text,
+                None if reference is None else _variable(self, pair, reference),
+            )
+            for pair in self.pairs
+        ]
+        judgments = run_sync(judge.acompare_many(tasks))
+
+        rows = []
+        rater = f"judge:{judge.spec}"
+        for pair, judgment in zip(self.pairs, judgments, strict=True):
+            if judgment.forward.winner is not None:
+                self.record_vote(pair, _SIDE[judgment.forward.winner], rater=rater)
+            if judgment.backward.winner is not None:
+                self.record_vote(
+                    pair.swapped(), _MIRROR[judgment.backward.winner], rater=rater
+                )
+            outcome = None if judgment.outcome is None else _SIDE[judgment.outcome]
+            decision_id = None
+            if outcome is not None:
+                winner = {"left": pair.left, "right": pair.right}.get(outcome)
+                decision_id = self.repository.record_decision(
+                    pair.run_id,
+                    pair.item_index,
+                    "judge",
+                    winner_response_id=winner.response_id if winner else None,
+                    decided_by=judge.spec,
+                    rationale=judgment.rationale,
+                    details={
+                        **judge.details(),
+                        "ab_pair": [pair.left.response_id, pair.right.response_id],
+                        "contestants": [pair.left.label, pair.right.label],
+                        "a_first": judgment.forward.winner,
+                        "b_first": judgment.backward.winner,
+                        "consistent": judgment.consistent,
+                    },
+                )
+            rows.append(
+                {
+                    "item_index": pair.item_index,
+                    "left": pair.left.label,
+                    "right": pair.right.label,
+                    "outcome": outcome,
+                    "decision_id": decision_id,
+                }
+            )
+        logger.info("judge %s voted on %d A/B pairs", judge.spec, len(rows))
+        return pd.DataFrame(
+            rows, columns=["item_index", "left", "right", "outcome", "decision_id"]
+        )
+
+    # --- results --------------------------------------------------------------
+
+    def votes(self, *, rater: str | None = None) -> pd.DataFrame:
+        """Return the stored votes, arena-style, with contestant names.
+
+        Columns are those of :func:`maquina_nb.db.votes.votes_frame`, with
+        ``model_a`` / ``model_b`` holding contestant names (left / right) and
+        ``spec_a`` / ``spec_b`` the model specs as stored.
+        """
+        from maquina_nb.db.votes import votes_frame
+
+        frame = votes_frame(self.repository, self.anchor_run_id, rater=rater)
+        frame = frame.rename(columns={"model_a": "spec_a", "model_b": "spec_b"})
+        frame.insert(
+            3, "model_a", frame["left_response_id"].map(self._label_of_response)
+        )
+        frame.insert(
+            4, "model_b", frame["right_response_id"].map(self._label_of_response)
+        )
+        return frame
+
+    def win_rates(
+        self, *, rater: str | None = None, confidence: float = 0.95
+    ) -> pd.DataFrame:
+        """Return each contestant's win rate (ties half) with a Wilson interval."""
+        from maquina_nb.analysis.winrate import win_rates
+
+        return win_rates(
+            self.votes(rater=rater),
+            confidence=confidence,
+            models=[c.label for c in self.contestants],
+        )
+
+    def summary(
+        self, *, rater: str | None = None, confidence: float = 0.95
+    ) -> pd.DataFrame:
+        """Compare every pair of contestants: win rate, interval and sign test.
+
+        Args:
+            rater: only this rater's votes (``judge:<spec>`` for a judge);
+                default every vote.
+            confidence: level of the Wilson intervals.
+
+        Returns:
+            One row per pair of contestants that met: ``contestant_a``,
+            ``contestant_b``, ``votes``, ``wins_a``, ``wins_b``, ``ties`` (votes),
+            ``win_rate_a`` (ties half), ``ci_low``, ``ci_high`` (Wilson),
+            ``items``, ``items_a``, ``items_b`` (items each side won on balance),
+            ``p_value`` (exact sign test over items, ties dropped), ``p_holm``
+            and ``conclusion``.
+        """
+        import pandas as pd
+
+        from maquina_nb.analysis.significance import sign_test
+        from maquina_nb.analysis.winrate import pairwise_win_rates
+
+        votes = self.votes(rater=rater)
+        columns = [
+            "contestant_a", "contestant_b", "votes", "wins_a", "wins_b", "ties",
+            "win_rate_a", "ci_low", "ci_high", "items", "items_a", "items_b",
+            "p_value", "p_holm", "conclusion",
+        ]  # fmt: skip
+        if votes.empty:
+            return pd.DataFrame(columns=columns)
+
+        order = [c.label for c in self.contestants]
+        rates = pairwise_win_rates(votes, confidence=confidence, models=order)
+        signs = sign_test(votes, item="item_index")
+        rows = []
+        for first, second in (
+            (a, b) for i, a in enumerate(order) for b in order[i + 1 :]
+        ):
+            rate = rates[(rates["model"] == first) & (rates["opponent"] == second)]
+            if rate.empty:
+                continue
+            rate_row = rate.iloc[0]
+            test = _oriented_sign_test(signs, first, second)
+            rows.append(
+                {
+                    "contestant_a": first,
+                    "contestant_b": second,
+                    "votes": int(rate_row["games"]),
+                    "wins_a": int(rate_row["wins"]),
+                    "wins_b": int(rate_row["losses"]),
+                    "ties": int(rate_row["ties"]),
+                    "win_rate_a": float(rate_row["win_rate"]),
+                    "ci_low": float(rate_row["ci_low"]),
+                    "ci_high": float(rate_row["ci_high"]),
+                    **test,
+                    "conclusion": _conclusion(first, second, test, confidence),
+                }
+            )
+        return pd.DataFrame(rows, columns=columns)
+
+    def __repr__(self) -> str:
+        names = ", ".join(c.label for c in self.contestants)
+        return f"<ABTest {names}: {len(self.pairs)} pairs over runs {self.run_ids}>"
+
+
+_SIDE = {"a": "left", "b": "right", "tie": "tie"}
+# The backward ordering showed answer b on the left.
+_MIRROR = {"a": "right", "b": "left", "tie": "tie"}
+
+
+def _variable(test: ABTest, pair: BlindPair, name: str) -> str | None:
+    for run in test.runs.values():
+        for response in run.responses:
+            if response.id == pair.left.response_id:
+                value = (response.variables or {}).get(name)
+                return None if value is None else str(value)
+    return None
+
+
+def _oriented_sign_test(signs: pd.DataFrame, first: str, second: str) -> dict[str, Any]:
+    row = signs[(signs["model_a"] == first) & (signs["model_b"] == second)]
+    if not row.empty:
+        r = row.iloc[0]
+        wins_first, wins_second = int(r["wins_a"]), int(r["wins_b"])
+    else:
+        row = signs[(signs["model_a"] == second) & (signs["model_b"] == first)]
+        if row.empty:
+            return {
+                "items": 0,
+                "items_a": 0,
+                "items_b": 0,
+                "p_value": float("nan"),
+                "p_holm": float("nan"),
+            }
+        r = row.iloc[0]
+        wins_first, wins_second = int(r["wins_b"]), int(r["wins_a"])
+    return {
+        "items": wins_first + wins_second + int(r["ties"]),
+        "items_a": wins_first,
+        "items_b": wins_second,
+        "p_value": float(r["p_value"]),
+        "p_holm": float(r["p_holm"]),
+    }
+
+
+def _conclusion(
+    first: str, second: str, test: Mapping[str, Any], confidence: float
+) -> str:
+    alpha = 1.0 - confidence
+    p = test["p_holm"]
+    if not test["items"] or p != p:  # NaN: nothing decided
+        return "no decided items yet"
+    if p < alpha:
+        better = first if test["items_a"] > test["items_b"] else second
+        return f"{better} better (p={p:.3g})"
+    return f"no significant difference (p={p:.3g})"
+
+
+def _caller_namespace() -> Mapping[str, Any]:
+    # The frame that called ab_test(): its variables fill template placeholders
+    # that are not columns, just as when it calls orchestrate() itself.
+    frame = sys._getframe(2)
+    try:
+        return collections.ChainMap(dict(frame.f_locals), frame.f_globals)
+    finally:
+        del frame
+
+
+def _repository_for(db: Any) -> Repository:
+    from maquina_nb.db import Repository
+
+    if db is None or isinstance(db, str):
+        return Repository.from_url(db)
+    if isinstance(db, Repository):
+        return db
+    return Repository(db)
+
+
+def ab_test(
+    variants: Mapping[str, str],
+    models: str | BaseAIModel | Sequence[str | BaseAIModel],
+    *,
+    over: Any = None,
+    judge: str | Judge | None = None,
+    pair: PairMode = "all",
+    system: str | None = None,
+    name: str | None = None,
+    tags: Sequence[str] = (),
+    db: Any = None,
+    namespace: Mapping[str, Any] | None = None,
+    **options: Any,
+) -> ABTest:
+    """Run prompt variants (and models) over the same items, ready for blind votes.
+
+    Args:
+        variants: prompt templates (Jinja2, as for ``orchestrate``) by variant
+            name, e.g. ``{"A": template_a, "B": template_b}``. One variant
+            compares models only.
+        models: model specs (or model objects) every variant runs on.
+        over: the items: a DataFrame whose rows fill the templates, or ``None``.
+        judge: a judge model spec (or :class:`Judge`) to vote on every pair in
+            both orders right away; people can still vote too.
+        pair: which answers to pair per item: ``all`` contestants, only
+            ``variants`` of the same model, or only ``models`` of the same variant.
+        system: a system prompt shared by all variants.
+        name: a name for the test; each run is named ``<name>:<variant>``.
+        tags: tags for every run (``ab-test`` is added).
+        db: a database URL, ``Repository`` or engine; default the configured one.
+        namespace: variables the templates may use besides the columns of
+            ``over`` (default: the caller's variables, as for ``orchestrate``).
+        **options: passed to :func:`maquina_nb.orchestrate` (``temperature``,
+            ``max_tokens``, ``cache``, ``replay_only`` …).
+
+    Returns:
+        The :class:`ABTest`.
+
+    Raises:
+        ValueError: fewer than two contestants (variants times models).
+    """
+    from maquina_nb.orchestrator import orchestrate
+
+    if not variants:
+        raise ValueError(
+            "ab_test needs at least one variant, e.g. variants={'A': '...'}."
+        )
+    specs = [models] if isinstance(models, (str, BaseAIModel)) else list(models)
+    if len(variants) * len(specs) < 2:
+        raise ValueError(
+            f"An A/B test needs two things to compare; got {len(variants)} variant(s) "
+            f"and {len(specs)} model(s). Add a variant or a model."
+        )
+    labels = [m if isinstance(m, str) else m.spec for m in specs]
+    repository = _repository_for(db)
+    test_name = name or "ab-test"
+    if namespace is None:
+        namespace = _caller_namespace()
+
+    # One run per variant, all over the same items.
+    runs = {}
+    for variant, template in variants.items():
+        runs[variant] = orchestrate(
+            template,
+            specs,
+            over=over,
+            system=system,
+            name=f"{test_name}:{variant}",
+            tags=(*tags, "ab-test"),
+            db=repository,
+            namespace=namespace,
+            **options,
+        )
+    test = ABTest(
+        variants=variants, models=labels, runs=runs, repository=repository, pair=pair
+    )
+    logger.info(
+        "A/B test %s: %d contestants, %d pairs",
+        test_name,
+        len(test.contestants),
+        len(test.pairs),
+    )
+
+    if judge is not None:
+        test.judge(judge)
+    return test
