@@ -20,45 +20,44 @@ def _provider_of(spec: str) -> str | None:
     return provider if sep else None
 
 
-def _credentials(specs: list[str]) -> dict[str, str]:
-    """Return ok / missing / malformed per spec, without any network call."""
-    if not specs:
-        return {}
+def _credentials(name: str) -> str | None:
+    """Return ok / missing / malformed for one model, without any network call."""
     from maquina_nb.providers import check_credentials
 
-    frame = check_credentials(specs, live=False)
-    return {str(row.spec): str(row.status) for row in frame.itertuples(index=False)}
+    try:
+        frame = check_credentials([name], live=False)
+    except Exception as exc:  # one bad entry must not break the listing
+        logger.warning("could not check the credentials of %r: %s", name, exc)
+        return None
+    return str(frame["status"].iloc[0]) if len(frame) else None
 
 
 def configured_models() -> list[ModelOut]:
-    """Return the configured aliases and models, then the built-in aliases."""
-    from maquina_nb.providers import list_aliases
+    """Return configured models, built-in aliases, offline and registered models."""
+    from maquina_nb.providers.registry import ALIASES, available_models
     from maquina_nb.providers.settings import configured_models as config_tables
 
-    found: dict[str, ModelOut] = {}
-
-    # Step 1: models named in config files (or configure_model in code).
-    for name, table in sorted(config_tables().items()):
-        spec = str(table.get("spec") or name)
-        found[name] = ModelOut(
-            name=name, spec=spec, provider=_provider_of(spec), source="config"
+    tables = config_tables()
+    models: list[ModelOut] = []
+    for name in available_models():
+        # Provider prefixes ("openai:") and the aliases' own specs are not names.
+        if name.endswith(":") or (name in ALIASES.values() and name not in tables):
+            continue
+        if name in tables:
+            spec, source = str(tables[name].get("spec") or name), "config"
+        elif name in ALIASES:
+            spec, source = ALIASES[name], "alias"
+        elif name == "echo" or name.startswith("replay:"):
+            spec, source = name, "builtin"
+        else:
+            spec, source = name, "registered"
+        models.append(
+            ModelOut(
+                name=name,
+                spec=spec,
+                provider=_provider_of(spec) or name,
+                source=source,
+                credentials=_credentials(name),
+            )
         )
-
-    # Step 2: the built-in aliases not overridden by config.
-    for name, spec in sorted(list_aliases().items()):
-        found.setdefault(
-            name,
-            ModelOut(name=name, spec=spec, provider=_provider_of(spec), source="alias"),
-        )
-
-    # Step 3: whether each one's key is set (never the key itself).
-    models = list(found.values())
-    try:
-        status = _credentials([model.name for model in models])
-    except Exception as exc:  # a listing must not fail on one bad entry
-        logger.warning("could not check model credentials: %s", exc)
-        status = {}
-    return [
-        model.model_copy(update={"credentials": status.get(model.name)})
-        for model in models
-    ]
+    return models

@@ -64,8 +64,10 @@ def require_token(
 
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorOut, "description": "Unreadable body, or a Host not served."},
     401: {"model": ErrorOut, "description": "Missing or wrong token."},
     404: {"model": ErrorOut, "description": "Unknown id."},
+    413: {"model": ErrorOut, "description": "Body over the server's limit."},
 }
 
 api = APIRouter(prefix="/api", dependencies=[Depends(require_token)], responses=_ERRORS)

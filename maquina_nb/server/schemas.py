@@ -261,7 +261,7 @@ class ModelOut(BaseModel):
     name: str
     spec: str
     provider: str | None = None
-    source: Literal["alias", "config", "registered"] = "alias"
+    source: Literal["alias", "config", "builtin", "registered"] = "alias"
     credentials: str | None = Field(
         default=None, description="ok, missing or malformed (no key is ever shown)."
     )
