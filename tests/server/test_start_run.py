@@ -1,0 +1,96 @@
+"""POST /api/runs: a run executed by the orchestrator, watched over the WebSocket."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from maquina_nb.db import Repository
+from maquina_nb.server import create_app
+
+from .test_events import _drain
+
+
+def test_started_run_is_stored_and_streamed(repo: Repository, client: TestClient) -> None:
+    started = client.post(
+        "/api/runs",
+        json={
+            "template": "Capital of {{ country }}?",
+            "models": ["echo", "echo:second"],
+            "over": [{"country": "France"}, {"country": "Peru"}, {"country": "Chad"}],
+            "system": "Answer in one word.",
+            "parameters": {"temperature": 0, "max_tokens": 16},
+            "name": "api-run",
+            "tags": ["from-api"],
+        },
+    )
+    assert started.status_code == 202, started.text
+    body = started.json()
+    run_id = body["run_id"]
+    assert body["events_url"] == f"/api/runs/{run_id}/events"
+
+    with client.websocket_connect(body["events_url"]) as ws:
+        events, code = _drain(ws, limit=500)
+
+    assert code == 1000
+    assert events[0]["type"] == "run_started"
+    assert events[-1]["type"] == "run_finished"
+    assert events[-1]["status"] == "complete"
+    finished = [e for e in events if e["type"] == "response_finished"]
+    assert len(finished) == 6
+
+    run = client.get(f"/api/runs/{run_id}").json()
+    assert (run["name"], run["tags"], run["status"]) == ("api-run", ["from-api"], "complete")
+    responses = client.get(f"/api/runs/{run_id}/responses").json()["responses"]
+    assert len(responses) == 6
+    assert {r["variables"]["country"] for r in responses} == {"France", "Peru", "Chad"}
+    assert {r["request_parameters"]["temperature"] for r in responses} == {0}
+    by_key = {(e["item_index"], e["model"]): e["text"] for e in finished}
+    assert {(r["item_index"], r["model_spec"]): r["text"] for r in responses} == by_key
+
+
+def _start(client: TestClient, **body: Any) -> Any:
+    return client.post("/api/runs", json={"template": "Hi {{ name }}", "models": ["echo"], **body})
+
+
+def test_unknown_model_answers_422_naming_its_index(client: TestClient) -> None:
+    answer = _start(client, models=["echo", "opnai:gpt-4o"], over=[{"name": "x"}])
+
+    assert answer.status_code == 422
+    error = answer.json()["detail"][0]
+    assert error["loc"] == ["body", "models", 1]
+    assert "opnai:gpt-4o" in error["msg"]
+
+
+def test_template_with_an_undefined_variable_answers_422(client: TestClient) -> None:
+    answer = _start(client, over=[{"other": 1}])
+
+    assert answer.status_code == 422
+    assert answer.json()["detail"][0]["loc"] == ["body", "template"]
+    assert "name" in answer.json()["detail"][0]["msg"]
+
+
+def test_bad_run_bodies_name_every_field_at_fault(client: TestClient) -> None:
+    answer = client.post(
+        "/api/runs",
+        json={"models": [], "samples": 0, "parameters": {"temperature": 9}, "colour": "red"},
+    )
+
+    assert answer.status_code == 422
+    locs = [error["loc"] for error in answer.json()["detail"]]
+    for loc in (
+        ["body", "template"],
+        ["body", "models"],
+        ["body", "samples"],
+        ["body", "parameters", "temperature"],
+        ["body", "colour"],
+    ):
+        assert loc in locs
+
+
+def test_starting_runs_can_be_turned_off(repo: Repository) -> None:
+    with TestClient(create_app(repo, allow_start_runs=False)) as client:
+        answer = _start(client, over=[{"name": "x"}])
+    assert answer.status_code == 403
+    assert "--no-start-runs" in answer.json()["detail"]
