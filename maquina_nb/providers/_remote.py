@@ -438,6 +438,9 @@ class RemoteModel(BaseAIModel):
         attempt = 0
         streamed = False
         while True:
+            # Set here, before any task copies the context, so the decoder's
+            # appends land in the list the provider reads (C09).
+            _skipped_chunks.set([])
             attempt += 1
             if streamed:
                 # The last attempt streamed text before failing; consumers drop it.
@@ -453,7 +456,7 @@ class RemoteModel(BaseAIModel):
                 try:
                     with self._map_errors():
                         bounded = self._bounded(
-                            self._stream_once(self._client(), request), started
+                            self._stream_once(client, request), started
                         )
                         async for item in bounded:
                             if isinstance(item, Completion):

@@ -143,75 +143,67 @@ class ClaudeModel(RemoteModel):
     async def _stream_once(
         self, client: Any, request: ModelRequest
     ) -> AsyncIterator[TextDelta | Completion]:
-        skipped: list[str] = []
-        token = _skipped_chunks.set(skipped)
-        try:
-            stream = await client.messages.create(**self._kwargs(request), stream=True)
-            parts: list[str] = []
-            tools: dict[int, dict[str, Any]] = {}
-            usage: dict[str, int | None] = {}
-            stop_reason = model_id = None
-            finished = False
-            events = 0
-            async with stream:
-                async for event in stream:
-                    events += 1
-                    kind = getattr(event, "type", None)
-                    if kind == "message_start":
-                        model_id = event.message.model
-                        usage.update(_usage_dict(event.message.usage))
-                    elif kind == "content_block_start":
-                        block = event.content_block
-                        if getattr(block, "type", None) == "tool_use":
-                            tools[event.index] = {
-                                "id": block.id,
-                                "type": "tool_use",
-                                "name": block.name,
-                                "arguments": "",
-                            }
-                    elif kind == "content_block_delta":
-                        delta = event.delta
-                        delta_type = getattr(delta, "type", None)
-                        if delta_type == "text_delta" and delta.text:
-                            parts.append(delta.text)
-                            yield TextDelta(delta.text)
-                        elif delta_type == "input_json_delta" and event.index in tools:
-                            tools[event.index]["arguments"] += delta.partial_json
-                    elif kind == "message_delta":
-                        stop_reason = event.delta.stop_reason or stop_reason
-                        for name, value in _usage_dict(event.usage).items():
-                            if value is not None:
-                                usage[name] = value
-                    elif kind == "message_stop":
-                        finished = True
+        stream = await client.messages.create(**self._kwargs(request), stream=True)
+        parts: list[str] = []
+        tools: dict[int, dict[str, Any]] = {}
+        usage: dict[str, int | None] = {}
+        stop_reason = model_id = None
+        finished = False
+        events = 0
+        async with stream:
+            async for event in stream:
+                events += 1
+                kind = getattr(event, "type", None)
+                if kind == "message_start":
+                    model_id = event.message.model
+                    usage.update(_usage_dict(event.message.usage))
+                elif kind == "content_block_start":
+                    block = event.content_block
+                    if getattr(block, "type", None) == "tool_use":
+                        tools[event.index] = {
+                            "id": block.id,
+                            "type": "tool_use",
+                            "name": block.name,
+                            "arguments": "",
+                        }
+                elif kind == "content_block_delta":
+                    delta = event.delta
+                    delta_type = getattr(delta, "type", None)
+                    if delta_type == "text_delta" and delta.text:
+                        parts.append(delta.text)
+                        yield TextDelta(delta.text)
+                    elif delta_type == "input_json_delta" and event.index in tools:
+                        tools[event.index]["arguments"] += delta.partial_json
+                elif kind == "message_delta":
+                    stop_reason = event.delta.stop_reason or stop_reason
+                    for name, value in _usage_dict(event.usage).items():
+                        if value is not None:
+                            usage[name] = value
+                elif kind == "message_stop":
+                    finished = True
 
-            if not finished or stop_reason is None:
-                error = StreamIncompleteError(
-                    f"The {self.provider} model {self.model!r} stream ended before message_stop, "
-                    f"after {events} events; it will be retried.",
-                    provider=self.provider,
-                    model=self.model,
-                )
-                error.retryable = True  # type: ignore[attr-defined]
-                raise error
-            text = "".join(parts)
-            tool_calls = [tools[i] for i in sorted(tools)] or None
-            raw = {
-                "type": "message.stream",
-                "model": model_id,
-                "text": text,
-                "stop_reason": stop_reason,
-                "tool_calls": tool_calls,
-                "usage": usage,
-                "events": events,
-                "skipped_chunks": skipped,
-            }
-            yield self._completion(text, stop_reason, tool_calls, usage, model_id, raw)
-        finally:
-            try:
-                _skipped_chunks.reset(token)
-            except ValueError:  # closed from another context; nothing to restore
-                pass
+        if not finished or stop_reason is None:
+            error = StreamIncompleteError(
+                f"The {self.provider} model {self.model!r} stream ended before message_stop, "
+                f"after {events} events; it will be retried.",
+                provider=self.provider,
+                model=self.model,
+            )
+            error.retryable = True  # type: ignore[attr-defined]
+            raise error
+        text = "".join(parts)
+        tool_calls = [tools[i] for i in sorted(tools)] or None
+        raw = {
+            "type": "message.stream",
+            "model": model_id,
+            "text": text,
+            "stop_reason": stop_reason,
+            "tool_calls": tool_calls,
+            "usage": usage,
+            "events": events,
+            "skipped_chunks": list(_skipped_chunks.get() or []),
+        }
+        yield self._completion(text, stop_reason, tool_calls, usage, model_id, raw)
 
 
 def _usage_dict(usage: Any) -> dict[str, int | None]:

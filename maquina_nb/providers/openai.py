@@ -201,61 +201,53 @@ class OpenAIModel(RemoteModel):
     async def _stream_once(
         self, client: Any, request: ModelRequest
     ) -> AsyncIterator[TextDelta | Completion]:
-        skipped: list[str] = []
-        token = _skipped_chunks.set(skipped)
-        try:
-            stream = await self._open_stream(client, request)
-            parts: list[str] = []
-            calls: dict[int, dict[str, Any]] = {}
-            finish_raw = model_id = usage = None
-            chunks = 0
-            async with stream:
-                async for chunk in stream:
-                    chunks += 1
-                    model_id = getattr(chunk, "model", None) or model_id
-                    usage = getattr(chunk, "usage", None) or usage
-                    # Filter-metadata and usage chunks carry no choices (C09).
-                    for choice in getattr(chunk, "choices", None) or []:
-                        if getattr(choice, "index", 0) not in (0, None):
-                            continue
-                        delta = choice.delta
-                        if delta is not None and delta.content:
-                            parts.append(delta.content)
-                            yield TextDelta(delta.content)
-                        if delta is not None and delta.tool_calls:
-                            _merge_tool_deltas(calls, delta.tool_calls)
-                        if choice.finish_reason:
-                            finish_raw = choice.finish_reason
+        stream = await self._open_stream(client, request)
+        parts: list[str] = []
+        calls: dict[int, dict[str, Any]] = {}
+        finish_raw = model_id = usage = None
+        chunks = 0
+        async with stream:
+            async for chunk in stream:
+                chunks += 1
+                model_id = getattr(chunk, "model", None) or model_id
+                usage = getattr(chunk, "usage", None) or usage
+                # Filter-metadata and usage chunks carry no choices (C09).
+                for choice in getattr(chunk, "choices", None) or []:
+                    if getattr(choice, "index", 0) not in (0, None):
+                        continue
+                    delta = choice.delta
+                    if delta is not None and delta.content:
+                        parts.append(delta.content)
+                        yield TextDelta(delta.content)
+                    if delta is not None and delta.tool_calls:
+                        _merge_tool_deltas(calls, delta.tool_calls)
+                    if choice.finish_reason:
+                        finish_raw = choice.finish_reason
 
-            if finish_raw is None:
-                error = StreamIncompleteError(
-                    f"The {self.provider} model {self.model!r} stream ended before a finish "
-                    f"reason, after {chunks} chunks; it will be retried.",
-                    provider=self.provider,
-                    model=self.model,
-                )
-                error.retryable = True  # type: ignore[attr-defined]
-                raise error
-            text = "".join(parts)
-            tool_calls = [calls[i] for i in sorted(calls)] or None
-            raw = {
-                "object": "chat.completion.stream",
-                "model": model_id,
-                "text": text,
-                "finish_reason": finish_raw,
-                "tool_calls": tool_calls,
-                "usage": usage.model_dump(mode="json", exclude_none=True)
-                if usage is not None
-                else None,
-                "chunks": chunks,
-                "skipped_chunks": skipped,
-            }
-            yield self._completion(text, finish_raw, tool_calls, usage, model_id, raw)
-        finally:
-            try:
-                _skipped_chunks.reset(token)
-            except ValueError:  # closed from another context; nothing to restore
-                pass
+        if finish_raw is None:
+            error = StreamIncompleteError(
+                f"The {self.provider} model {self.model!r} stream ended before a finish "
+                f"reason, after {chunks} chunks; it will be retried.",
+                provider=self.provider,
+                model=self.model,
+            )
+            error.retryable = True  # type: ignore[attr-defined]
+            raise error
+        text = "".join(parts)
+        tool_calls = [calls[i] for i in sorted(calls)] or None
+        raw = {
+            "object": "chat.completion.stream",
+            "model": model_id,
+            "text": text,
+            "finish_reason": finish_raw,
+            "tool_calls": tool_calls,
+            "usage": usage.model_dump(mode="json", exclude_none=True)
+            if usage is not None
+            else None,
+            "chunks": chunks,
+            "skipped_chunks": list(_skipped_chunks.get() or []),
+        }
+        yield self._completion(text, finish_raw, tool_calls, usage, model_id, raw)
 
 
 def _tool_call(call: Any) -> dict[str, Any]:

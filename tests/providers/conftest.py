@@ -1,0 +1,30 @@
+"""Fixtures for the model layer: a fake server, a fake clock, a clean registry."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from maquina_nb.providers import registry, settings
+from maquina_nb.providers import openai as openai_provider
+from maquina_nb.testing import FakeLLMServer
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeLLMServer]:
+    with FakeLLMServer() as server:
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def _clean_registry() -> Iterator[None]:
+    registry._factory.clear_cache()
+    settings.clear_configured()
+    openai_provider._NO_STREAM_OPTIONS.clear()
+    before = dict(registry._registered)
+    yield
+    registry._registered.clear()
+    registry._registered.update(before)
+    registry._factory.clear_cache()
+    settings.clear_configured()
