@@ -108,14 +108,18 @@ def _cmd_history(shell: Any, words: Sequence[str]) -> Any:
             f"%maquina history --limit must be at least 1, not {args.limit}."
         )
 
-    repository = _repository(args.db)
-    filters = {
+    filters: dict[str, Any] = {
         key: getattr(args, key)
-        for key in ("name", "tag", "model", "since", "until")
-        if getattr(args, key) is not None
+        for key in ("name", "tag", "model")
+        if getattr(args, key)
     }
+    for key in ("since", "until"):
+        if getattr(args, key):
+            filters[key] = _timestamp(getattr(args, key), option=f"--{key}")
+
+    repository = _repository(args.db)
     page = repository.list_runs(limit=args.limit, cursor=args.cursor, **filters)
-    frame = repository.runs_frame([run.id for run in page.runs])
+    frame = _runs_table(page.runs)
     if page.next_cursor:
         frame.attrs["next_cursor"] = page.next_cursor
         from IPython.display import display
@@ -123,6 +127,54 @@ def _cmd_history(shell: Any, words: Sequence[str]) -> Any:
         display(frame)
         return _Note(f"More runs: %maquina history --cursor {page.next_cursor}")
     return frame
+
+
+_HISTORY_COLUMNS = (
+    "run_id",
+    "created_at",
+    "name",
+    "status",
+    "models",
+    "tags",
+    "item_count",
+    "samples",
+    "total_cost_usd",
+)
+
+
+def _runs_table(runs: Sequence[Any]) -> Any:
+    import pandas as pd
+
+    rows = [
+        {
+            "run_id": run.id,
+            "created_at": run.created_at,
+            "name": run.name,
+            "status": run.status,
+            "models": list(run.models or []),
+            "tags": list(run.tags or []),
+            "item_count": run.item_count,
+            "samples": run.samples,
+            "total_cost_usd": run.total_cost_usd,
+        }
+        for run in runs
+    ]
+    return pd.DataFrame(rows, columns=list(_HISTORY_COLUMNS))
+
+
+def _timestamp(text: str, *, option: str) -> Any:
+    import pandas as pd
+
+    try:
+        stamp = pd.Timestamp(text)
+    except (ValueError, TypeError):
+        raise UsageError(
+            f"%maquina history {option} {text!r} is not a date; use a form like 2026-05-01 "
+            "or 2026-05-01T14:00."
+        ) from None
+    if stamp.tzinfo is None:
+        stamp = stamp.tz_localize("UTC")
+    return stamp.to_pydatetime()
 
 
 class _Note:
@@ -200,22 +252,17 @@ def _cmd_db(shell: Any, words: Sequence[str]) -> Any:
     _db_option(parser)
     args = parser.parse_args(words)
 
-    from maquina_nb import db
+    from maquina_nb.db import create_db_engine
+    from maquina_nb.db.migrate import upgrade
 
-    upgrade = getattr(db, "upgrade", None)
+    shown = redact(args.db or "the default database")
     try:
-        if callable(upgrade):
-            upgrade(args.db)
-        else:
-            db.create_db_engine(args.db)
+        _, after = upgrade(create_db_engine(args.db))
     except Exception as exc:
         raise UsageError(
-            f"Could not upgrade {redact(args.db or 'the default database')!r}: "
-            f"{redact(str(exc)).splitlines()[0]}"
+            f"Could not upgrade {shown!r}: {redact(str(exc)).splitlines()[0]}"
         ) from None
-    return _Note(
-        f"The database {redact(args.db or 'default')} is at the latest schema."
-    )
+    return _Note(f"The database {shown} is at the latest schema ({after}).")
 
 
 SUBCOMMANDS: dict[str, Callable[[Any, Sequence[str]], Any]] = {

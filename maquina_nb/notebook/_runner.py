@@ -22,9 +22,7 @@ from maquina_nb.notebook._args import OrchestrateOptions, expand_model_refs
 if TYPE_CHECKING:
     import concurrent.futures
 
-    import pandas as pd
-
-__all__ = ["TURN_MARKER", "last_frame", "last_run_object", "run_cell", "split_turns"]
+__all__ = ["TURN_MARKER", "last_widget", "run_cell", "split_turns", "wait_background"]
 
 logger = get_logger(__name__)
 
@@ -35,7 +33,7 @@ TURN_MARKER = "{# turn #}"
 _TURN_SPLIT = re.compile(r"^[ \t]*\{#-?\s*turn\s*-?#\}[ \t]*$", re.MULTILINE)
 
 _state_lock = threading.Lock()
-_last: dict[str, Any] = {"run": None, "frame": None}
+_last_widget: Any = None
 _background: list[concurrent.futures.Future[Any]] = []
 
 
@@ -45,6 +43,7 @@ class _Prepared:
     models: tuple[str, ...]
     over: Any
     namespace: Mapping[str, Any]
+    plan: Any
 
 
 def split_turns(body: str) -> str | dict[str, list[str]]:
@@ -60,22 +59,10 @@ def split_turns(body: str) -> str | dict[str, list[str]]:
     return {"turns": parts}
 
 
-def last_run_object() -> Any:
-    """Return the :class:`~maquina_nb.orchestrator.Run` of the last cell, or None."""
+def last_widget() -> Any:
+    """Return the comparison widget the last ``%%orchestrate`` cell displayed."""
     with _state_lock:
-        return _last["run"]
-
-
-def last_frame() -> pd.DataFrame | None:
-    """Return the DataFrame of the last ``%%orchestrate`` run, or None."""
-    with _state_lock:
-        return _last["frame"]
-
-
-def _remember(run: Any, frame: Any) -> None:
-    with _state_lock:
-        _last["run"] = run
-        _last["frame"] = frame
+        return _last_widget
 
 
 def _prepare(
@@ -113,7 +100,7 @@ def _prepare(
 
     # Step 2: plan without sending: unknown models and template variables surface here.
     try:
-        make_plan(
+        plan = make_plan(
             prompt,
             list(models),
             over=over,
@@ -124,7 +111,18 @@ def _prepare(
         )
     except (ConfigurationError, UnknownModelError, ReplayMissError) as exc:
         raise UsageError(str(exc)) from None
-    return _Prepared(prompt=prompt, models=models, over=over, namespace=user_ns)
+    return _Prepared(
+        prompt=prompt, models=models, over=over, namespace=user_ns, plan=plan
+    )
+
+
+def _widget_items(plan: Any) -> list[dict[str, Any]]:
+    """One ``{"item_index", "prompt"}`` per item: its user turns, as the table shows them."""
+    items = []
+    for item in plan.items:
+        turns = [m["content"] for m in item.messages if m["role"] == "user"]
+        items.append({"item_index": item.item_index, "prompt": "\n\n".join(turns)})
+    return items
 
 
 def _parameters(options: OrchestrateOptions) -> dict[str, Any]:
@@ -178,8 +176,8 @@ def run_cell(shell: Any, options: OrchestrateOptions, body: str) -> None:
 
     Raises:
         UsageError: for input the user can fix (nothing is written).
-        KeyboardInterrupt: the run was interrupted; what finished is stored and
-            the partial DataFrame is in the ``-o`` variable.
+        KeyboardInterrupt: the run was interrupted; what finished is stored, the
+            partial DataFrame is in the ``-o`` variable, and the message says so.
     """
     from IPython.display import display
 
@@ -194,8 +192,20 @@ def run_cell(shell: Any, options: OrchestrateOptions, body: str) -> None:
     # Step 1: validate and open the database; then show the (empty) table.
     prepared = _prepare(options, body, shell.user_ns)
     repository = _open_repository(options.db)
-    widget = ComparisonWidget(repository=repository, blind=options.blind)
+    widget = ComparisonWidget(
+        None,
+        prepared.plan.models,
+        _widget_items(prepared.plan),
+        repository=repository,
+        blind=options.blind,
+        max_cost=options.max_cost,
+        samples=options.samples,
+        name=options.name,
+    )
     display(widget)
+    global _last_widget
+    with _state_lock:
+        _last_widget = widget
     kwargs = _orchestrate_kwargs(options, prepared, widget.handle_event)
 
     # Step 2: in the background, return now and store the frame when done.
@@ -215,8 +225,12 @@ def run_cell(shell: Any, options: OrchestrateOptions, body: str) -> None:
         BudgetExceededError,
     ) as exc:
         raise UsageError(str(exc)) from None
-    except KeyboardInterrupt:
-        _store_partial(shell, options, repository, widget)
+    except KeyboardInterrupt as interrupt:
+        # orchestrate() stored what finished; keep the partial frame, then let
+        # the interrupt end the cell as usual.
+        cancelled = getattr(interrupt, "run", None)
+        if cancelled is not None:
+            _store(shell, options, cancelled)
         raise
     _store(shell, options, run)
 
@@ -224,23 +238,7 @@ def run_cell(shell: Any, options: OrchestrateOptions, body: str) -> None:
 def _store(shell: Any, options: OrchestrateOptions, run: Any) -> None:
     frame = run.to_pandas()
     shell.user_ns[options.out] = frame
-    _remember(run, frame)
     logger.debug("run %s stored in %s (%d rows)", run.id, options.out, len(frame))
-
-
-def _store_partial(
-    shell: Any, options: OrchestrateOptions, repository: Any, widget: Any
-) -> None:
-    run_id = getattr(widget, "run_id", None)
-    if not run_id:
-        return
-    try:
-        frame = repository.responses_frame(run_id)
-    except Exception:
-        logger.exception("could not load the responses of the cancelled run %s", run_id)
-        return
-    shell.user_ns[options.out] = frame
-    _remember(None, frame)
 
 
 def _start_background(

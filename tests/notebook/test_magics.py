@@ -270,7 +270,9 @@ def test_run_lands_in_default_out_and_last_run(
     assert sorted(frame["model_spec"]) == ["echo", "echo:other"]
     assert set(frame["status"]) == {"done"}
     assert maquina_nb.last_run() is not None
-    assert list(maquina_nb.last_run().to_pandas()["id"]) == list(frame["id"])
+    assert list(maquina_nb.last_run().to_pandas()["response_id"]) == list(
+        frame["response_id"]
+    )
     assert db_path.exists()
 
 
@@ -292,8 +294,10 @@ def test_run_over_dataframe_with_turns_and_out_variable(ip: InteractiveShell) ->
     assert DEFAULT_OUT not in ip.user_ns
     assert sorted(frame["item_index"]) == [0, 1]
     # The last turn's conversation holds the first turn verbatim (C29 braces kept).
-    first = frame.sort_values("item_index").iloc[0]
-    contents = [m["content"] for m in first["messages"]]
+    import maquina_nb
+
+    first = maquina_nb.last_run().response(0, "echo")
+    contents = [m["content"] for m in first.messages]
     assert 'First one with {"a": 1} and {"verdict": 1}' in contents
     assert contents[-1] == "Now one again"
 
@@ -339,12 +343,14 @@ def test_maquina_history_show_and_feedback(ip: InteractiveShell) -> None:
     run_id = ip.user_ns["out"]["run_id"].iloc[0]
 
     history = ip.run_line_magic("maquina", "history --name hist-run")
-    assert list(history["id"]) == [run_id]
+    assert list(history["run_id"]) == [run_id]
 
     from maquina_nb.db import Repository
 
     repository = Repository.from_url()
-    repository.record_feedback(ip.user_ns["out"]["id"].iloc[0], "thumbs", 1, rater="t")
+    repository.record_feedback(
+        ip.user_ns["out"]["response_id"].iloc[0], "thumbs", 1, rater="t"
+    )
     feedback = ip.run_line_magic("maquina", f"feedback {run_id}")
     assert list(feedback["kind"]) == ["thumbs"]
 
