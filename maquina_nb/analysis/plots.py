@@ -33,6 +33,13 @@ def _axes(ax: Any, n_rows: int) -> Any:
     return ax
 
 
+def _matplotlib_at_least(major: int, minor: int) -> bool:
+    import matplotlib
+
+    parts = matplotlib.__version__.split(".")
+    return (int(parts[0]), int(parts[1])) >= (major, minor)
+
+
 def _is_votes(frame: pd.DataFrame) -> bool:
     return {"model_a", "model_b", "winner"} <= set(frame.columns)
 
@@ -163,7 +170,13 @@ def plot_latency_cost(responses: pd.DataFrame, *, model: str = "model_spec") -> 
         values = responses.loc[mask, "latency_s"].dropna().to_numpy(float)
         samples.append(values if len(values) else np.array([np.nan]))
     y = np.arange(len(names))[::-1] + 1
-    left.boxplot(samples, positions=y, vert=False, widths=0.6)
+    # matplotlib 3.10 replaced vert=False with orientation="horizontal".
+    horizontal = (
+        {"orientation": "horizontal"}
+        if _matplotlib_at_least(3, 10)
+        else {"vert": False}
+    )
+    left.boxplot(samples, positions=y, widths=0.6, **horizontal)
     left.set_yticks(y)
     left.set_yticklabels(names)
     left.set_xlabel("latency (s)")

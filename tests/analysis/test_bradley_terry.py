@@ -335,9 +335,8 @@ def test_bootstrap_is_reproducible_and_brackets_the_estimate() -> None:
     assert first.attrs["n_failed"] == 0
     assert (first["ci_low"] <= first["strength"]).all()
     assert (first["strength"] <= first["ci_high"]).all()
-    assert (first["rank_low"] <= first["rank"]).all() and (
-        first["rank"] <= first["rank_high"]
-    ).all()
+    assert (first["rank_low"] <= first["rank"]).all()
+    assert (first["rank"] <= first["rank_high"]).all()
     # The bootstrap SD estimates the same sampling spread as the Wald SE.
     wald = by_model(point)["std_error"]
     boot = by_model(first)["std_error"]
@@ -351,7 +350,8 @@ def test_bootstrap_position_effect_interval_covers_the_estimate() -> None:
 
     low, high = boot.attrs["position_effect_ci"]
     assert low < boot.attrs["position_effect"] < high
-    assert low > -0.2 and high < 0.8
+    assert low > -0.2
+    assert high < 0.8
 
 
 def test_bootstrap_reports_resamples_without_an_estimate(
