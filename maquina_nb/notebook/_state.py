@@ -1,0 +1,606 @@
+"""The comparison table's state, kept apart from ipywidgets so it can be tested alone.
+
+:class:`ComparisonState` holds one *cell* per response (item x model x sample) as a
+JSON-ready dict, the run header and the per-item picks. Run events are applied
+under a lock from any thread; :meth:`ComparisonState.take_patch` drains what
+changed since the last call into one message for the page. Streaming text travels
+as appends tagged with start and end offsets (counted in Python characters), so the
+page can tell a gap from an overlap; a finished response always carries its whole
+display text, which repairs anything a page missed.
+
+Cell keys are ``"<item>-<position>-<sample>"``. In blind mode the position is a
+per-item shuffle of the models, so neither the key nor the column gives the model
+away; the model name enters a cell only once the rater reveals it.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from maquina_nb._redact import get_logger, redact
+from maquina_nb.orchestrator.events import (
+    Event,
+    ResponseFailed,
+    ResponseFinished,
+    ResponseStarted,
+    RunFinished,
+    RunStarted,
+    TextDelta,
+)
+
+__all__ = ["ANSWERED", "DEFAULT_DISPLAY_CAP", "ComparisonState", "final_status"]
+
+logger = get_logger(__name__)
+
+DEFAULT_DISPLAY_CAP = 20_000
+"""Characters of one answer sent to the page; the rest stays in the database."""
+
+ANSWERED = frozenset(
+    {"done", "cached", "truncated", "empty", "tool_call_only", "content_filtered"}
+)
+_ENDED = ANSWERED | {"failed", "skipped", "cancelled"}
+_PROMPT_CAP = 4_000
+_ERROR_CAP = 1_000
+_MAX_NOTICES = 5
+
+
+def final_status(status: str, text: str | None, finish_reason: str | None) -> str:
+    """Name what a finished response really is, for the badge and placeholder.
+
+    A ``done`` answer without text is ``content_filtered``, ``tool_call_only`` or
+    ``empty`` depending on why it stopped (C17); other statuses pass through.
+    """
+    if status != "done" or text:
+        return status
+    reason = (finish_reason or "").lower()
+    if "filter" in reason or reason == "refusal":
+        return "content_filtered"
+    if "tool" in reason or reason == "function_call":
+        return "tool_call_only"
+    return "empty"
+
+
+@dataclass(slots=True)
+class _Slot:
+    key: str
+    item: int
+    model: str
+    sample: int
+    chunks: list[str] = field(default_factory=list)
+    length: int = 0
+    shown: int = 0
+    response_id: str | None = None
+
+
+def _prompt_of(item: Any) -> tuple[int | None, str]:
+    if isinstance(item, Mapping):
+        index = item.get("item_index", item.get("index"))
+        return (int(index) if index is not None else None), str(item.get("prompt", ""))
+    return None, str(item)
+
+
+class ComparisonState:
+    """Cells, header and picks of one run, safe to update from several threads.
+
+    Args:
+        run_id: The run's id (``None`` until a ``RunStarted`` names it).
+        models: Model specs, in column order.
+        items: Per item a prompt string or a mapping with ``prompt`` (and
+            optionally ``item_index``), as in ``RunStarted.items``.
+        samples: Samples per item and model.
+        blind: Hide model names until :meth:`reveal`.
+        display_cap: Characters of each answer sent to the page.
+        max_cost: The run's budget in USD, shown against the spend.
+        estimated_cost: The pre-flight estimate in USD.
+        name: The run's name.
+    """
+
+    def __init__(
+        self,
+        run_id: str | None,
+        models: Sequence[str],
+        items: Sequence[Any],
+        *,
+        samples: int = 1,
+        blind: bool = False,
+        display_cap: int = DEFAULT_DISPLAY_CAP,
+        max_cost: float | None = None,
+        estimated_cost: float | None = None,
+        name: str | None = None,
+    ) -> None:
+        self.lock = threading.RLock()
+        self.display_cap = max(1, int(display_cap))
+        self.blind = bool(blind)
+        self.revealed = False
+        self.decisions: dict[str, str] = {}
+        self.header: dict[str, Any] = {
+            "run_id": run_id,
+            "name": name,
+            "status": "pending",
+            "blind": self.blind,
+            "revealed": False,
+            "max_cost_usd": max_cost,
+            "estimated_cost_usd": estimated_cost,
+            "elapsed_s": 0.0,
+            "finished": False,
+            "notices": [],
+            "seq": 0,
+        }
+        self._started = time.monotonic()
+        self._duration: float | None = None
+        self._notice_id = 0
+        self._layout(models, items, samples)
+
+    # -- layout --------------------------------------------------------------
+
+    def _layout(
+        self, models: Sequence[str], items: Sequence[Any], samples: int
+    ) -> None:
+        """(Re)build every cell as queued; callers hold the lock or own the state."""
+        self.models = [str(model) for model in models]
+        self.samples = max(1, int(samples))
+        self.items: list[dict[str, Any]] = []
+        for position, item in enumerate(items):
+            index, prompt = _prompt_of(item)
+            self.items.append(
+                {
+                    "index": position if index is None else index,
+                    "prompt": prompt[:_PROMPT_CAP],
+                }
+            )
+
+        self.cells: dict[str, dict[str, Any]] = {}
+        self._slots: dict[tuple[int, str, int], _Slot] = {}
+        self._by_key: dict[str, _Slot] = {}
+        self._counts: Counter[str] = Counter()
+        self._cost = 0.0
+        self._cost_known = True
+        self._dirty: set[str] = set()
+        self._appends: dict[str, list[Any]] = {}
+        self._render_queue: dict[str, None] = {}
+        self._full_sync = True
+        self._header_dirty = True
+        self.decisions.clear()
+
+        count = len(self.models)
+        for item in self.items:
+            order = list(range(count))
+            if self.blind:
+                random.Random(f"{self.header['run_id']}:{item['index']}").shuffle(order)
+            for position, model_index in enumerate(order):
+                model = self.models[model_index]
+                for sample in range(self.samples):
+                    key = f"{item['index']}-{position}-{sample}"
+                    slot = _Slot(key, item["index"], model, sample)
+                    self._slots[(item["index"], model, sample)] = slot
+                    self._by_key[key] = slot
+                    self.cells[key] = self._new_cell(
+                        item["index"], position, sample, model
+                    )
+                    self._counts["queued"] += 1
+
+        self.header["columns"] = [
+            f"Response {chr(65 + p)}" if self.blind else self.models[p]
+            for p in range(count)
+        ]
+        self.header["models"] = (
+            [] if self.blind and not self.revealed else list(self.models)
+        )
+        self.header["samples"] = self.samples
+        self.header["total"] = len(self.cells)
+
+    def _new_cell(
+        self, item: int, position: int, sample: int, model: str
+    ) -> dict[str, Any]:
+        return {
+            "item": item,
+            "pos": position,
+            "sample": sample,
+            "model": None if self.blind and not self.revealed else model,
+            "status": "queued",
+            "text": "",
+            "n": 0,
+            "html": None,
+            "length": 0,
+            "capped": False,
+            "finish_reason": None,
+            "error_kind": None,
+            "error_message": None,
+            "latency_s": None,
+            "ttft_s": None,
+            "input_tokens": None,
+            "output_tokens": None,
+            "cost_usd": None,
+            "stored": False,
+            "feedback": {"thumbs": 0, "rating": None, "comment": ""},
+        }
+
+    # -- events --------------------------------------------------------------
+
+    def apply(self, event: Event) -> bool:
+        """Apply one run event; return whether it belonged to this run."""
+        with self.lock:
+            run_id = self.header["run_id"]
+            if run_id is None and isinstance(event, RunStarted):
+                self.header["run_id"] = run_id = event.run_id
+            if event.run_id != run_id:
+                logger.debug(
+                    "ignoring %s for run %s (widget shows %s)",
+                    event.type,
+                    event.run_id,
+                    run_id,
+                )
+                return False
+
+            if isinstance(event, TextDelta):
+                self._on_delta(event)
+            elif isinstance(event, ResponseStarted):
+                slot = self._slot_of(event.item_index, event.model, event.sample_index)
+                if slot is not None and self.cells[slot.key]["status"] == "queued":
+                    self._set_status(slot, "streaming")
+            elif isinstance(event, ResponseFinished):
+                self._on_finished(event)
+            elif isinstance(event, ResponseFailed):
+                self._on_failed(event)
+            elif isinstance(event, RunStarted):
+                self._on_run_started(event)
+            elif isinstance(event, RunFinished):
+                self._on_run_finished(event)
+            return True
+
+    def _slot_of(self, item: int, model: str, sample: int) -> _Slot | None:
+        slot = self._slots.get((item, model, sample))
+        if slot is None:
+            logger.debug(
+                "no cell for item %s, model %s, sample %s", item, model, sample
+            )
+        return slot
+
+    def _set_status(self, slot: _Slot, status: str) -> None:
+        cell = self.cells[slot.key]
+        self._counts[cell["status"]] -= 1
+        self._counts[status] += 1
+        cell["status"] = status
+        self._dirty.add(slot.key)
+        self._header_dirty = True
+
+    def _on_delta(self, event: TextDelta) -> None:
+        slot = self._slot_of(event.item_index, event.model, event.sample_index)
+        if slot is None or not event.text:
+            return
+        cell = self.cells[slot.key]
+        if cell["status"] in _ENDED:
+            return
+        if cell["status"] != "streaming":
+            self._set_status(slot, "streaming")
+
+        slot.chunks.append(event.text)
+        slot.length += len(event.text)
+        room = self.display_cap - slot.shown
+        if room > 0:
+            piece = event.text[:room]
+            pending = self._appends.get(slot.key)
+            if pending is None:
+                self._appends[slot.key] = [slot.shown, [piece]]
+            else:
+                pending[1].append(piece)
+            slot.shown += len(piece)
+        if slot.length > self.display_cap and not cell["capped"]:
+            cell["capped"] = True
+            self._dirty.add(slot.key)
+
+    def _set_text(self, slot: _Slot, text: str) -> None:
+        cell = self.cells[slot.key]
+        slot.chunks = [text]
+        slot.length = len(text)
+        shown = text[: self.display_cap]
+        slot.shown = len(shown)
+        cell.update(
+            text=shown,
+            n=len(shown),
+            html=None,
+            length=len(text),
+            capped=len(text) > len(shown),
+        )
+        self._appends.pop(slot.key, None)
+        if shown:
+            self._render_queue[slot.key] = None
+
+    def _on_finished(self, event: ResponseFinished) -> None:
+        slot = self._slot_of(event.item_index, event.model, event.sample_index)
+        if slot is None:
+            return
+        cell = self.cells[slot.key]
+        self._set_text(slot, event.text or "")
+        slot.response_id = event.response_id
+        cell.update(
+            finish_reason=event.finish_reason,
+            latency_s=event.latency_s,
+            ttft_s=event.ttft_s,
+            input_tokens=event.input_tokens,
+            output_tokens=event.output_tokens,
+            cost_usd=event.cost_usd,
+            stored=event.response_id is not None,
+        )
+        self._add_cost(event.cost_usd)
+        self._set_status(
+            slot, final_status(event.status, event.text, event.finish_reason)
+        )
+
+    def _on_failed(self, event: ResponseFailed) -> None:
+        slot = self._slot_of(event.item_index, event.model, event.sample_index)
+        if slot is None:
+            return
+        cell = self.cells[slot.key]
+        self._set_text(slot, event.partial_text or "")
+        slot.response_id = event.response_id
+        cell.update(
+            error_kind=event.error_kind,
+            error_message=redact(event.error_message or "")[:_ERROR_CAP],
+            stored=event.response_id is not None,
+        )
+        self._set_status(slot, event.status if event.status in _ENDED else "failed")
+
+    def _add_cost(self, cost: float | None) -> None:
+        if cost is None:
+            self._cost_known = False
+        else:
+            self._cost += cost
+
+    def _on_run_started(self, event: RunStarted) -> None:
+        prompts = [_prompt_of(item)[1][:_PROMPT_CAP] for item in event.items]
+        if (
+            list(event.models) != self.models
+            or event.samples != self.samples
+            or prompts != [item["prompt"] for item in self.items]
+        ):
+            self._layout(event.models, event.items, event.samples)
+        self.header.update(
+            name=event.name,
+            status="running",
+            max_cost_usd=event.max_cost_usd,
+            estimated_cost_usd=event.estimated_cost_usd,
+            total=event.total,
+        )
+        self._started = time.monotonic()
+        self._header_dirty = True
+
+    def _on_run_finished(self, event: RunFinished) -> None:
+        self._duration = event.duration_s
+        self.header.update(status=event.status, finished=True)
+        if event.cost_usd is not None:
+            self._cost, self._cost_known = event.cost_usd, True
+        # A response still shown as queued or streaming when the run ends never
+        # reported back (the run was cancelled before it started or finished).
+        for slot in self._by_key.values():
+            if self.cells[slot.key]["status"] in ("queued", "streaming"):
+                self._set_status(slot, "cancelled")
+        self._full_sync = True
+        self._header_dirty = True
+
+    # -- clicks and notices --------------------------------------------------
+
+    def slot(self, key: str) -> _Slot:
+        """Return the response behind a cell key, or raise ``KeyError`` naming it."""
+        try:
+            return self._by_key[str(key)]
+        except KeyError:
+            raise KeyError(
+                f"No response with cell key {key!r} in this table."
+            ) from None
+
+    def keys_by_response_id(self) -> dict[str, str]:
+        """Map each stored response id to its cell key."""
+        with self.lock:
+            return {
+                slot.response_id: key
+                for key, slot in self._by_key.items()
+                if slot.response_id
+            }
+
+    def set_feedback(self, key: str, **values: Any) -> None:
+        """Reflect stored feedback (``thumbs``, ``rating``, ``comment``) in a cell."""
+        with self.lock:
+            self.cells[key]["feedback"].update(values)
+            self._dirty.add(key)
+
+    def set_decision(self, item: int, key: str | None) -> None:
+        """Reflect the picked best response of an item (``None`` clears it)."""
+        with self.lock:
+            if key is None:
+                self.decisions.pop(str(item), None)
+            else:
+                self.decisions[str(item)] = key
+            self._header_dirty = True
+
+    def reveal(self) -> None:
+        """Put model names into every cell and the header."""
+        with self.lock:
+            self.revealed = True
+            self.header["revealed"] = True
+            self.header["models"] = list(self.models)
+            for key, slot in self._by_key.items():
+                self.cells[key]["model"] = slot.model
+            self._full_sync = True
+            self._header_dirty = True
+
+    def add_notice(self, level: str, text: str) -> None:
+        """Show a short message (``error``, ``warning`` or ``info``) above the table."""
+        with self.lock:
+            self._notice_id += 1
+            notices = self.header["notices"]
+            notices.append(
+                {
+                    "id": self._notice_id,
+                    "level": level,
+                    "text": redact(text)[:_ERROR_CAP],
+                }
+            )
+            del notices[:-_MAX_NOTICES]
+            self._header_dirty = True
+
+    def full_text(self, key: str) -> str:
+        """Return the whole text of a response, beyond the display cap."""
+        with self.lock:
+            slot = self.slot(key)
+            if len(slot.chunks) > 1:
+                slot.chunks = ["".join(slot.chunks)]
+            return slot.chunks[0] if slot.chunks else ""
+
+    # -- draining ------------------------------------------------------------
+
+    @property
+    def has_work(self) -> bool:
+        """Whether a patch or a rendering is waiting."""
+        with self.lock:
+            return bool(
+                self._dirty
+                or self._appends
+                or self._header_dirty
+                or self._render_queue
+                or self._full_sync
+            )
+
+    def prioritize(self, keys: Sequence[str]) -> None:
+        """Move cells the page is showing to the front of the render queue."""
+        with self.lock:
+            wanted = [
+                key
+                for key in keys
+                if key in self._render_queue or self._unrendered(key)
+            ]
+            rest = [key for key in self._render_queue if key not in wanted]
+            self._render_queue = dict.fromkeys([*wanted, *rest])
+
+    def _unrendered(self, key: str) -> bool:
+        cell = self.cells.get(key)
+        return bool(
+            cell and cell["html"] is None and cell["text"] and cell["status"] in _ENDED
+        )
+
+    def next_to_render(self, limit: int) -> list[tuple[str, str]]:
+        """Pop up to ``limit`` finished cells whose Markdown is still to render."""
+        with self.lock:
+            batch = []
+            for key in list(self._render_queue)[:limit]:
+                del self._render_queue[key]
+                cell = self.cells[key]
+                if cell["status"] in _ENDED and cell["html"] is None and cell["text"]:
+                    batch.append((key, cell["text"]))
+            return batch
+
+    def set_html(self, key: str, text: str, html: str) -> None:
+        """Store rendered HTML, unless the cell's text changed meanwhile."""
+        with self.lock:
+            cell = self.cells[key]
+            if cell["text"] == text:
+                cell.update(html=html, text="", n=0)
+                self._dirty.add(key)
+
+    def elapsed(self) -> float:
+        """Seconds since the run started (its duration once it finished)."""
+        return (
+            self._duration
+            if self._duration is not None
+            else time.monotonic() - self._started
+        )
+
+    def _refresh_header(self) -> None:
+        counts = self._counts
+        self.header.update(
+            done=sum(counts[status] for status in ANSWERED),
+            failed=counts["failed"],
+            skipped=counts["skipped"],
+            cancelled=counts["cancelled"],
+            streaming=counts["streaming"],
+            queued=counts["queued"],
+            cost_usd=self._cost,
+            cost_complete=self._cost_known,
+            elapsed_s=round(self.elapsed(), 2),
+            decisions=dict(self.decisions),
+        )
+
+    def take_patch(self) -> dict[str, Any] | None:
+        """Drain everything that changed into one message, or ``None`` if nothing did.
+
+        A full sync (after a layout change, a reveal or the run's end) is
+        ``{"kind": "sync"}``: the caller then resends the whole state. Otherwise
+        ``{"kind": "patch", "run": header, "cells": {key: cell}, "appends":
+        {key: [start, text, end]}}``, where a cell with appends comes without its
+        ``text`` and ``n``.
+        """
+        with self.lock:
+            if not (
+                self._dirty or self._appends or self._header_dirty or self._full_sync
+            ):
+                return None
+            self.header["seq"] += 1
+            self._refresh_header()
+
+            if self._full_sync:
+                self._full_sync = False
+                self._dirty.clear()
+                self._flush_appends()
+                self._header_dirty = False
+                return {"kind": "sync", "seq": self.header["seq"]}
+
+            # A cell that is also streaming goes without its text (the appends
+            # carry that); any other changed cell goes whole, text included.
+            cells: dict[str, Any] = {}
+            for key in self._dirty:
+                cell = self.cells[key]
+                if key in self._appends:
+                    cells[key] = {
+                        k: v for k, v in cell.items() if k not in ("text", "n")
+                    }
+                else:
+                    cells[key] = {**cell, "feedback": dict(cell["feedback"])}
+            appends = self._flush_appends()
+            self._dirty.clear()
+            self._header_dirty = False
+            return {
+                "kind": "patch",
+                "run": dict(self.header),
+                "cells": cells,
+                "appends": appends,
+            }
+
+    def _flush_appends(self) -> dict[str, list[Any]]:
+        appends: dict[str, list[Any]] = {}
+        for key, (start, pieces) in self._appends.items():
+            cell = self.cells[key]
+            piece = "".join(pieces)
+            end = start + len(piece)
+            if cell["n"] == start:
+                cell["text"] += piece
+                cell["n"] = end
+            appends[key] = [start, piece, end]
+        self._appends.clear()
+        return appends
+
+    def snapshot(self) -> dict[str, Any]:
+        """Return a consistent copy of header, items, cells and picks."""
+        with self.lock:
+            self._refresh_header()
+            cells = {
+                key: {**cell, "feedback": dict(cell["feedback"])}
+                for key, cell in self.cells.items()
+            }
+            # Text still waiting to go out as appends is part of the picture; the
+            # page skips those appends later because their end is not past its `n`.
+            for key, (start, pieces) in self._appends.items():
+                if cells[key]["n"] == start:
+                    piece = "".join(pieces)
+                    cells[key]["text"] += piece
+                    cells[key]["n"] = start + len(piece)
+            return {
+                "run": {**self.header, "notices": list(self.header["notices"])},
+                "items": list(self.items),
+                "cells": cells,
+            }

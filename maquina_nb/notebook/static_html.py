@@ -1,0 +1,219 @@
+"""The comparison table as static HTML and plain text, for places without a kernel.
+
+nbconvert, GitHub and a notebook reopened without widget state cannot draw the
+widget; they show the ``text/html`` or ``text/plain`` that rides along in its MIME
+bundle instead. Both are built from a :meth:`ComparisonState.snapshot`: every
+string is escaped except answers, which are Markdown rendered by
+:func:`~maquina_nb.notebook.render.render_markdown` (raw HTML off, sanitized), so
+no model text can run script here either (C32).
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping
+from typing import Any
+
+from maquina_nb.notebook.render import escape_text
+
+__all__ = ["PLACEHOLDERS", "render_static_html", "render_static_text", "status_label"]
+
+MAX_STATIC_ITEMS = 50
+"""Items shown in the static table; the rest are counted in a closing line."""
+
+_MAX_STATIC_HTML = 8_000
+_MAX_STATIC_TEXT = 3_000
+
+PLACEHOLDERS = {
+    "queued": "Waiting to be sent.",
+    "streaming": "Waiting for the first words…",
+    "empty": "(The model returned no text.)",
+    "tool_call_only": "(The model answered with a tool call only, no text.)",
+    "content_filtered": "(The provider's content filter stopped this answer.)",
+    "skipped": "(Skipped: the run's budget was reached first.)",
+    "cancelled": "(Cancelled before it finished.)",
+    "failed": "(Failed.)",
+}
+"""What a cell without text says, by status (C17: never a blank cell)."""
+
+
+def status_label(cell: Mapping[str, Any]) -> str:
+    """Return the badge text for a cell, e.g. ``failed (rate_limit)``."""
+    status = str(cell.get("status", ""))
+    label = status.replace("_", " ")
+    if status == "failed" and cell.get("error_kind"):
+        label = f"failed ({cell['error_kind']})"
+    return label
+
+
+def _metrics(cell: Mapping[str, Any]) -> str:
+    parts = []
+    if cell.get("latency_s") is not None:
+        parts.append(f"{cell['latency_s']:.2f} s")
+    if cell.get("ttft_s") is not None:
+        parts.append(f"TTFT {cell['ttft_s']:.2f} s")
+    tokens_in, tokens_out = cell.get("input_tokens"), cell.get("output_tokens")
+    if tokens_in is not None or tokens_out is not None:
+        parts.append(f"{_or_dash(tokens_in)} → {_or_dash(tokens_out)} tok")
+    if cell.get("cost_usd") is not None:
+        parts.append(f"${cell['cost_usd']:.4f}")
+    return " · ".join(parts)
+
+
+def _or_dash(value: Any) -> str:
+    return "?" if value is None else str(value)
+
+
+def _feedback(cell: Mapping[str, Any]) -> str:
+    feedback = cell.get("feedback") or {}
+    parts = []
+    if feedback.get("thumbs") == 1:
+        parts.append("👍")
+    elif feedback.get("thumbs") == -1:
+        parts.append("👎")
+    if feedback.get("rating"):
+        parts.append(f"rated {feedback['rating']}/5")
+    if feedback.get("comment"):
+        parts.append(f"“{feedback['comment'][:200]}”")
+    return " · ".join(parts)
+
+
+def _answer_html(cell: Mapping[str, Any]) -> str:
+    rendered = cell.get("html")
+    if rendered and len(rendered) <= _MAX_STATIC_HTML:
+        return str(rendered)
+
+    # Too long to embed whole (or not rendered yet): show the start as plain text.
+    if rendered:
+        import nh3
+
+        text = html.unescape(nh3.clean(rendered, tags=set()))
+    else:
+        text = str(cell.get("text") or "")
+    if not text:
+        placeholder = PLACEHOLDERS.get(str(cell.get("status")), "")
+        return f"<em>{escape_text(placeholder)}</em>" if placeholder else ""
+    more = len(text) > _MAX_STATIC_TEXT or cell.get("capped")
+    shown = escape_text(text[:_MAX_STATIC_TEXT]) + (" …" if more else "")
+    return f'<div style="white-space: pre-wrap">{shown}</div>'
+
+
+def _cell_html(cell: Mapping[str, Any], best: bool) -> str:
+    lines = [f"<strong>[{escape_text(status_label(cell))}]</strong>"]
+    if cell.get("model"):
+        lines.append(f" <code>{escape_text(cell['model'])}</code>")
+    if best:
+        lines.append(" ★ best")
+    metrics = _metrics(cell)
+    if metrics:
+        lines.append(f"<br><small>{escape_text(metrics)}</small>")
+    if cell.get("status") == "failed" and cell.get("error_message"):
+        lines.append(f"<br><small>{escape_text(cell['error_message'])}</small>")
+    lines.append(_answer_html(cell))
+    feedback = _feedback(cell)
+    if feedback:
+        lines.append(f"<small>{escape_text(feedback)}</small>")
+    return "".join(lines)
+
+
+def _summary(run: Mapping[str, Any]) -> str:
+    parts = [f"{run.get('done', 0)}/{run.get('total', 0)} done"]
+    if run.get("failed"):
+        parts.append(f"{run['failed']} failed")
+    spend = f"${run.get('cost_usd') or 0:.4f}"
+    if run.get("max_cost_usd") is not None:
+        spend += f" of ${run['max_cost_usd']:.2f} budget"
+    parts.append(spend)
+    parts.append(f"{run.get('elapsed_s') or 0:.1f} s")
+    parts.append(str(run.get("status", "")))
+    return " · ".join(parts)
+
+
+def _rows(snapshot: Mapping[str, Any]) -> dict[int, dict[int, list[Mapping[str, Any]]]]:
+    rows: dict[int, dict[int, list[Mapping[str, Any]]]] = {}
+    for key, cell in snapshot["cells"].items():
+        rows.setdefault(cell["item"], {}).setdefault(cell["pos"], []).append(
+            {**cell, "key": key}
+        )
+    return rows
+
+
+def render_static_html(snapshot: Mapping[str, Any]) -> str:
+    """Return the run as one sanitized HTML table (items as rows, models as columns).
+
+    Args:
+        snapshot: A :meth:`ComparisonState.snapshot`.
+    """
+    run = snapshot["run"]
+    columns = run.get("columns") or []
+    decisions = run.get("decisions") or {}
+    rows = _rows(snapshot)
+    title = escape_text(run.get("name") or f"run {run.get('run_id') or ''}".strip())
+
+    out = [
+        '<div class="maquina-static">',
+        f"<p><strong>{title}</strong> — {escape_text(_summary(run))}</p>",
+        '<table style="border-collapse: collapse">',
+        "<thead><tr><th>#</th><th>Prompt</th>",
+        *(f"<th>{escape_text(column)}</th>" for column in columns),
+        "</tr></thead><tbody>",
+    ]
+    for item in snapshot["items"][:MAX_STATIC_ITEMS]:
+        index = item["index"]
+        out.append(f'<tr style="vertical-align: top"><td>{index}</td>')
+        out.append(
+            f'<td style="white-space: pre-wrap">{escape_text(item["prompt"][:_MAX_STATIC_TEXT])}</td>'
+        )
+        for position in range(len(columns)):
+            cells = sorted(
+                rows.get(index, {}).get(position, []), key=lambda cell: cell["sample"]
+            )
+            body = "<hr>".join(
+                _cell_html(cell, decisions.get(str(index)) == cell["key"])
+                for cell in cells
+            )
+            out.append(f'<td style="text-align: left">{body}</td>')
+        out.append("</tr>")
+    out.append("</tbody></table>")
+
+    hidden = len(snapshot["items"]) - MAX_STATIC_ITEMS
+    if hidden > 0:
+        out.append(
+            f"<p>… and {hidden} more items; use <code>run.to_pandas()</code> for all of them.</p>"
+        )
+    out.append("</div>")
+    return "".join(out)
+
+
+def render_static_text(snapshot: Mapping[str, Any], *, max_items: int = 10) -> str:
+    """Return a short plain-text summary of the run and its first answers."""
+    run = snapshot["run"]
+    rows = _rows(snapshot)
+    columns = run.get("columns") or []
+    lines = [
+        f"Comparison {run.get('name') or run.get('run_id') or ''}: {_summary(run)}".rstrip()
+    ]
+    for item in snapshot["items"][:max_items]:
+        lines.append(f"[{item['index']}] {_one_line(item['prompt'], 70)}")
+        for position, column in enumerate(columns):
+            for cell in sorted(
+                rows.get(item["index"], {}).get(position, []), key=lambda c: c["sample"]
+            ):
+                answer = cell.get("text") or ""
+                if not answer and cell.get("html"):
+                    import nh3
+
+                    answer = html.unescape(nh3.clean(str(cell["html"]), tags=set()))
+                label = cell.get("model") or column
+                lines.append(
+                    f"    {label}: [{status_label(cell)}] {_one_line(answer, 60)}"
+                )
+    hidden = len(snapshot["items"]) - max_items
+    if hidden > 0:
+        lines.append(f"… and {hidden} more items")
+    return "\n".join(lines)
+
+
+def _one_line(text: str, limit: int) -> str:
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
