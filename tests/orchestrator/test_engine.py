@@ -393,7 +393,8 @@ def test_responses_are_written_in_batches(db_url: str) -> None:
 
 def test_interrupt_cancels_in_flight_and_keeps_what_finished(db_url: str) -> None:
     fast = ScriptedModel("fast", streaming=True)
-    slow = ScriptedModel("slow", streaming=True, chunk_delay=5.0)
+    # The slow model starts streaming well after the fast one has finished.
+    slow = ScriptedModel("slow", streaming=True, delay=0.5, chunk_delay=5.0)
     started = threading.Event()
 
     def on_event(event: ev.Event) -> None:
