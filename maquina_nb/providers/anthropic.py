@@ -77,14 +77,20 @@ class ClaudeModel(RemoteModel):
         }
         if request.system is not None:
             kwargs["system"] = request.system
-        if request.temperature is not None:
-            kwargs["temperature"] = request.temperature
-        if request.top_p is not None:
-            kwargs["top_p"] = request.top_p
         if request.stop is not None:
             kwargs["stop_sequences"] = list(request.stop)
-        if request.extra:
-            kwargs["extra_body"] = dict(request.extra)
+
+        # NOTE: the installed SDK's create() no longer lists temperature and top_p
+        # (newer Claude models fix them), but the API still takes them for the
+        # models that allow them, so they travel in the body.
+        body: dict[str, Any] = {}
+        if request.temperature is not None:
+            body["temperature"] = request.temperature
+        if request.top_p is not None:
+            body["top_p"] = request.top_p
+        body.update(request.extra)
+        if body:
+            kwargs["extra_body"] = body
         return kwargs
 
     async def check_live(self) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
@@ -18,12 +18,15 @@ def fake() -> Iterator[FakeLLMServer]:
 
 
 @pytest.fixture(autouse=True)
-def _clean_registry() -> Iterator[None]:
+async def _clean_registry() -> AsyncIterator[None]:
     registry._factory.clear_cache()
     settings.clear_configured()
     openai_provider._NO_STREAM_OPTIONS.clear()
     before = dict(registry._registered)
     yield
+    # Close the SDK clients made on this test's loop before the loop goes away.
+    for model in list(registry._factory._cache.values()):
+        await model.aclose()
     registry._registered.clear()
     registry._registered.update(before)
     registry._factory.clear_cache()

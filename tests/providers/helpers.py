@@ -8,8 +8,12 @@ from collections.abc import Awaitable, Callable
 from maquina_nb.providers.base import Message, ModelRequest
 
 
-def ask(text: str = "Say hi", *, system: str | None = None, **params: object) -> ModelRequest:
-    messages = ((Message("system", system),) if system else ()) + (Message("user", text),)
+def ask(
+    text: str = "Say hi", *, system: str | None = None, **params: object
+) -> ModelRequest:
+    messages = ((Message("system", system),) if system else ()) + (
+        Message("user", text),
+    )
     return ModelRequest(messages, **params)  # type: ignore[arg-type]
 
 

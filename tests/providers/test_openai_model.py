@@ -14,7 +14,9 @@ KEY = "sk-test-0123456789abcdef"
 
 
 def gpt(fake: FakeLLMServer, name: str = "gpt-4o", **overrides: object):
-    return resolve_model(f"openai:{name}", base_url=fake.openai_base_url, api_key=KEY, **overrides)
+    return resolve_model(
+        f"openai:{name}", base_url=fake.openai_base_url, api_key=KEY, **overrides
+    )
 
 
 async def collect(model, request) -> tuple[list[TextDelta], Completion]:
@@ -28,10 +30,20 @@ async def collect(model, request) -> tuple[list[TextDelta], Completion]:
     return deltas, final
 
 
-async def test_generate_sends_the_request_and_reads_the_answer(fake: FakeLLMServer) -> None:
-    fake.enqueue(Reply(text="Hello there.", input_tokens=9, output_tokens=3, cached_tokens=4))
+async def test_generate_sends_the_request_and_reads_the_answer(
+    fake: FakeLLMServer,
+) -> None:
+    fake.enqueue(
+        Reply(text="Hello there.", input_tokens=9, output_tokens=3, cached_tokens=4)
+    )
     request = ask(
-        "Say hi", system="Be brief.", temperature=0.0, max_tokens=16, top_p=0.9, stop=("\n",), seed=7,
+        "Say hi",
+        system="Be brief.",
+        temperature=0.0,
+        max_tokens=16,
+        top_p=0.9,
+        stop=("\n",),
+        seed=7,
         extra={"logit_bias": {"50256": -100}},
     )
 
@@ -39,7 +51,10 @@ async def test_generate_sends_the_request_and_reads_the_answer(fake: FakeLLMServ
 
     assert fake.requests[0].body == {
         "model": "gpt-4o",
-        "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Say hi"}],
+        "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "Say hi"},
+        ],
         "temperature": 0.0,
         "top_p": 0.9,
         "max_tokens": 16,
@@ -48,8 +63,16 @@ async def test_generate_sends_the_request_and_reads_the_answer(fake: FakeLLMServ
         "logit_bias": {"50256": -100},
     }
     assert fake.requests[0].api_key == KEY
-    assert (completion.text, completion.finish_reason, completion.raw_finish_reason) == ("Hello there.", "stop", "stop")
-    assert (completion.input_tokens, completion.output_tokens, completion.cached_tokens) == (9, 3, 4)
+    assert (
+        completion.text,
+        completion.finish_reason,
+        completion.raw_finish_reason,
+    ) == ("Hello there.", "stop", "stop")
+    assert (
+        completion.input_tokens,
+        completion.output_tokens,
+        completion.cached_tokens,
+    ) == (9, 3, 4)
     assert completion.model_id == "gpt-4o"
     assert completion.raw["id"].startswith("chatcmpl-")
     assert completion.latency_s is not None and completion.latency_s > 0
@@ -65,8 +88,12 @@ async def test_reasoning_models_get_max_completion_tokens(fake: FakeLLMServer) -
     assert "max_tokens" not in body
 
 
-async def test_stream_yields_deltas_then_usage_from_the_last_chunk(fake: FakeLLMServer) -> None:
-    fake.enqueue(Reply(chunks=["One", " two", " three"], input_tokens=5, output_tokens=3))
+async def test_stream_yields_deltas_then_usage_from_the_last_chunk(
+    fake: FakeLLMServer,
+) -> None:
+    fake.enqueue(
+        Reply(chunks=["One", " two", " three"], input_tokens=5, output_tokens=3)
+    )
 
     deltas, completion = await collect(gpt(fake), ask())
 
@@ -78,9 +105,16 @@ async def test_stream_yields_deltas_then_usage_from_the_last_chunk(fake: FakeLLM
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
-async def test_c09_empty_choices_chunks_and_usage_only_chunk(fake: FakeLLMServer, stream: bool) -> None:
+async def test_c09_empty_choices_chunks_and_usage_only_chunk(
+    fake: FakeLLMServer, stream: bool
+) -> None:
     fake.enqueue(
-        Reply(chunks=["Alpha ", "beta ", "gamma"], empty_choices=True, input_tokens=12, output_tokens=3)
+        Reply(
+            chunks=["Alpha ", "beta ", "gamma"],
+            empty_choices=True,
+            input_tokens=12,
+            output_tokens=3,
+        )
     )
     model = gpt(fake)
 
@@ -114,7 +148,9 @@ async def test_chunk_boundaries_inside_utf8_characters(fake: FakeLLMServer) -> N
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
-async def test_c16_length_finish_is_marked_truncated(fake: FakeLLMServer, stream: bool) -> None:
+async def test_c16_length_finish_is_marked_truncated(
+    fake: FakeLLMServer, stream: bool
+) -> None:
     fake.enqueue(Reply(text="The answer is", finish="length"))
     model = gpt(fake)
 
@@ -123,7 +159,10 @@ async def test_c16_length_finish_is_marked_truncated(fake: FakeLLMServer, stream
     else:
         completion = await model.generate(ask(max_tokens=5))
 
-    assert (completion.finish_reason, completion.raw_finish_reason) == ("length", "length")
+    assert (completion.finish_reason, completion.raw_finish_reason) == (
+        "length",
+        "length",
+    )
     assert completion.truncated
     assert completion.text == "The answer is"
 
@@ -133,17 +172,37 @@ async def test_c16_length_finish_is_marked_truncated(fake: FakeLLMServer, stream
     ("reply", "finish", "tool_calls"),
     [
         pytest.param(
-            Reply(text="", finish="tool_calls", tool_calls=[{"name": "lookup", "arguments": {"q": "x"}}]),
+            Reply(
+                text="",
+                finish="tool_calls",
+                tool_calls=[{"name": "lookup", "arguments": {"q": "x"}}],
+            ),
             "tool_calls",
-            [{"id": "call_0", "type": "function", "name": "lookup", "arguments": '{"q": "x"}'}],
+            [
+                {
+                    "id": "call_0",
+                    "type": "function",
+                    "name": "lookup",
+                    "arguments": '{"q": "x"}',
+                }
+            ],
             id="tool-call-only",
         ),
-        pytest.param(Reply(text="", finish="content_filter"), "content_filter", None, id="content-filter"),
+        pytest.param(
+            Reply(text="", finish="content_filter"),
+            "content_filter",
+            None,
+            id="content-filter",
+        ),
         pytest.param(Reply(text=""), "empty", None, id="empty"),
     ],
 )
 async def test_c17_empty_tool_call_and_filtered_answers(
-    fake: FakeLLMServer, stream: bool, reply: Reply, finish: str, tool_calls: list | None
+    fake: FakeLLMServer,
+    stream: bool,
+    reply: Reply,
+    finish: str,
+    tool_calls: list | None,
 ) -> None:
     fake.enqueue(reply)
     model = gpt(fake)
@@ -160,7 +219,9 @@ async def test_c17_empty_tool_call_and_filtered_answers(
     assert completion.cost_usd is not None
 
 
-async def test_c10_local_server_without_usage_records_unknown_tokens(fake: FakeLLMServer) -> None:
+async def test_c10_local_server_without_usage_records_unknown_tokens(
+    fake: FakeLLMServer,
+) -> None:
     fake.default_reply = Reply(text="Llama says hi", usage=False)
     model = resolve_model("ollama:llama3.1", base_url=fake.openai_base_url)
 
@@ -172,7 +233,9 @@ async def test_c10_local_server_without_usage_records_unknown_tokens(fake: FakeL
     assert completion.cost_usd == 0.0
 
 
-async def test_c10_unpriced_remote_without_usage_prices_an_estimate(fake: FakeLLMServer) -> None:
+async def test_c10_unpriced_remote_without_usage_prices_an_estimate(
+    fake: FakeLLMServer,
+) -> None:
     fake.default_reply = Reply(text="four words right here", usage=False)
 
     _, completion = await collect(gpt(fake), ask("x" * 400))
@@ -182,30 +245,46 @@ async def test_c10_unpriced_remote_without_usage_prices_an_estimate(fake: FakeLL
     assert completion.cost_usd == pytest.approx((100 * 2.5 + 6 * 10) / 1e6)
 
 
-async def test_c10_strict_server_is_asked_again_without_stream_options_and_remembered() -> None:
+async def test_c10_strict_server_is_asked_again_without_stream_options_and_remembered() -> (
+    None
+):
     with FakeLLMServer(strict_stream_options=True) as strict:
-        model = resolve_model("openai-compatible:mistral", base_url=strict.openai_base_url)
+        model = resolve_model(
+            "openai-compatible:mistral", base_url=strict.openai_base_url
+        )
 
         _, first = await collect(model, ask("one"))
         _, second = await collect(model, ask("two"))
 
         assert (first.text, second.text) == ("Fake answer: one", "Fake answer: two")
         assert [r.status for r in strict.requests] == [400, 200, 200]
-        assert ["stream_options" in r.body for r in strict.requests] == [True, False, False]
+        assert ["stream_options" in r.body for r in strict.requests] == [
+            True,
+            False,
+            False,
+        ]
         assert first.input_tokens is None
 
 
-async def test_openai_compatible_needs_no_key_and_local_is_free(fake: FakeLLMServer) -> None:
+async def test_openai_compatible_needs_no_key_and_local_is_free(
+    fake: FakeLLMServer,
+) -> None:
     model = resolve_model("openai-compatible:qwen", base_url=fake.openai_base_url)
 
     completion = await model.generate(ask())
 
     assert fake.requests[0].api_key == "not-needed"
     assert completion.cost_usd == 0.0
-    assert model.identity == {"provider": "openai-compatible", "model": "qwen", "base_url": fake.openai_base_url}
+    assert model.identity == {
+        "provider": "openai-compatible",
+        "model": "qwen",
+        "base_url": fake.openai_base_url,
+    }
 
 
-async def test_ollama_spec_defaults_to_ollama_host(fake: FakeLLMServer, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_ollama_spec_defaults_to_ollama_host(
+    fake: FakeLLMServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("OLLAMA_HOST", f"127.0.0.1:{fake.port}")
     model = resolve_model("ollama:llama3.1")
 
@@ -216,7 +295,9 @@ async def test_ollama_spec_defaults_to_ollama_host(fake: FakeLLMServer, monkeypa
     assert fake.requests[0].model == "llama3.1"
 
 
-async def test_openai_base_url_variable_is_honoured(fake: FakeLLMServer, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_openai_base_url_variable_is_honoured(
+    fake: FakeLLMServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("OPENAI_BASE_URL", fake.openai_base_url)
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
 
@@ -226,8 +307,13 @@ async def test_openai_base_url_variable_is_honoured(fake: FakeLLMServer, monkeyp
     assert fake.requests[0].api_key == KEY
 
 
-async def test_error_inside_a_200_stream_is_retried_with_a_reset(fake: FakeLLMServer) -> None:
-    fake.enqueue(Reply(chunks=["par", "tial"], error_after=1, error_type="server_error"), Reply(text="whole"))
+async def test_error_inside_a_200_stream_is_retried_with_a_reset(
+    fake: FakeLLMServer,
+) -> None:
+    fake.enqueue(
+        Reply(chunks=["par", "tial"], error_after=1, error_type="server_error"),
+        Reply(text="whole"),
+    )
 
     deltas, completion = await collect(gpt(fake, initial_backoff=0.01), ask())
 
@@ -239,7 +325,9 @@ async def test_error_inside_a_200_stream_is_retried_with_a_reset(fake: FakeLLMSe
 async def test_truncated_stream_is_retried_then_reported(fake: FakeLLMServer) -> None:
     fake.default_reply = Reply(chunks=["a", "b"], truncate_after=1, clean_truncate=True)
 
-    with pytest.raises(ProviderResponseError, match="stream ended before a finish reason"):
+    with pytest.raises(
+        ProviderResponseError, match="stream ended before a finish reason"
+    ):
         await collect(gpt(fake, max_attempts=2, initial_backoff=0.01), ask())
 
     assert len(fake.requests) == 2
