@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
-from test_bradley_terry import PUBLISHED, baseball_votes
 
 from maquina_nb.analysis import position_bias, swap_consistency, wilson_interval
+
+DATA = Path(__file__).parent / "data"
+PUBLISHED = json.loads((DATA / "published_estimates.json").read_text())
+
+
+def baseball_votes() -> pd.DataFrame:
+    games = pd.read_csv(DATA / "baseball_agresti1987_AL_east.csv")
+    rows = []
+    for home, away, home_wins, away_wins in games.itertuples(index=False):
+        rows.append((home, away, "model_a", home_wins))
+        rows.append((home, away, "model_b", away_wins))
+    return pd.DataFrame(rows, columns=["model_a", "model_b", "winner", "n"])
 
 
 def test_position_bias_reproduces_agresti_home_advantage() -> None:
