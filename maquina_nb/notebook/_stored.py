@@ -28,6 +28,7 @@ class StoredRun:
     """What the comparison table needs from a stored run."""
 
     name: str | None
+    status: str
     models: list[str]
     items: list[dict[str, Any]]
     samples: int
@@ -111,6 +112,7 @@ def load_stored_run(repository: Repository, run_id: str) -> StoredRun:
     count = max([run.item_count, *(index + 1 for index in prompts)])
     stored = StoredRun(
         name=run.name or None,
+        status=run.status,
         models=list(run.models),
         items=[{"item_index": i, "prompt": prompts.get(i, "")} for i in range(count)],
         samples=run.samples,

@@ -204,6 +204,7 @@ class ComparisonWidget(anywidget.AnyWidget):  # type: ignore[misc]
             estimated_cost=stored.estimated_cost_usd,
             name=stored.name,
         )
+        state.header["status"] = stored.status
         for event in stored.events:
             state.apply(event)
 

@@ -7,6 +7,8 @@ import threading
 import time
 from typing import Any
 
+import comm
+import pytest
 from comm.base_comm import BaseComm
 
 
@@ -99,5 +101,18 @@ def wait_until(predicate: Any, timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
-            raise AssertionError("condition not met within %.1f s" % timeout)
+            raise AssertionError(f"condition not met within {timeout:.1f} s")
         time.sleep(0.01)
+
+
+@pytest.fixture
+def comms(monkeypatch: pytest.MonkeyPatch) -> list[RecordingComm]:
+    """Make every new widget comm a :class:`RecordingComm` (import into a test module)."""
+    created: list[RecordingComm] = []
+
+    def create_comm(*args: Any, **kwargs: Any) -> RecordingComm:
+        created.append(RecordingComm(*args, **kwargs))
+        return created[-1]
+
+    monkeypatch.setattr(comm, "create_comm", create_comm)
+    return created

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 
-import comm
 import pytest
-from _widget_harness import Page, RecordingComm, frontend_message, wait_until
+from _widget_harness import Page, comms, frontend_message, wait_until
 
 from maquina_nb.notebook.widget import ComparisonWidget
 from maquina_nb.orchestrator.events import (
@@ -18,19 +16,9 @@ from maquina_nb.orchestrator.events import (
     TextDelta,
 )
 
+pytestmark = pytest.mark.usefixtures(comms.__name__)
+
 MODELS = ("openai:gpt-4o", "anthropic:claude-sonnet-4-5", "ollama:llama3.1", "echo")
-
-
-@pytest.fixture
-def comms(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[RecordingComm]]:
-    created: list[RecordingComm] = []
-
-    def create_comm(*args: object, **kwargs: object) -> RecordingComm:
-        created.append(RecordingComm(*args, **kwargs))
-        return created[-1]
-
-    monkeypatch.setattr(comm, "create_comm", create_comm)
-    yield created
 
 
 def _started(run_id: str, items: int, models: tuple[str, ...] = MODELS) -> RunStarted:
@@ -46,9 +34,7 @@ def _started(run_id: str, items: int, models: tuple[str, ...] = MODELS) -> RunSt
     )
 
 
-def test_widget_coalesces_400_streams_into_at_most_20_messages_a_second(
-    comms: list[RecordingComm],
-) -> None:
+def test_widget_coalesces_400_streams_into_at_most_20_messages_a_second() -> None:
     items = 100  # x 4 models = 400 simultaneous streams
     widget = ComparisonWidget("run-1", MODELS, [f"question {i}" for i in range(items)])
     wire = widget.comm
@@ -114,9 +100,7 @@ def test_widget_coalesces_400_streams_into_at_most_20_messages_a_second(
     widget.close()
 
 
-def test_widget_keeps_order_of_deltas_from_one_stream(
-    comms: list[RecordingComm],
-) -> None:
+def test_widget_keeps_order_of_deltas_from_one_stream() -> None:
     widget = ComparisonWidget("run-1", ["echo"], ["q"], display_cap=100_000)
     pieces = [f"<{i}>" for i in range(5000)]
 
@@ -131,9 +115,7 @@ def test_widget_keeps_order_of_deltas_from_one_stream(
     widget.close()
 
 
-def test_widget_caps_a_2mb_answer_and_shows_it_whole_on_request(
-    comms: list[RecordingComm],
-) -> None:
+def test_widget_caps_a_2mb_answer_and_shows_it_whole_on_request() -> None:
     widget = ComparisonWidget("run-1", ["echo"], ["q"], display_cap=20_000)
     chunk = "abcdefghij" * 200
     for _ in range(1000):  # 2,000,000 characters
@@ -160,7 +142,7 @@ def test_widget_caps_a_2mb_answer_and_shows_it_whole_on_request(
     widget.close()
 
 
-def test_widget_ignores_events_of_another_run(comms: list[RecordingComm]) -> None:
+def test_widget_ignores_events_of_another_run() -> None:
     widget = ComparisonWidget("run-2", ["echo"], ["q"])
 
     widget.handle_event(TextDelta("run-1", 0, "echo", 0, "old run's text"))
@@ -171,9 +153,7 @@ def test_widget_ignores_events_of_another_run(comms: list[RecordingComm]) -> Non
     widget.close()
 
 
-def test_widget_takes_run_id_and_layout_from_run_started(
-    comms: list[RecordingComm],
-) -> None:
+def test_widget_takes_run_id_and_layout_from_run_started() -> None:
     widget = ComparisonWidget(None, [], [])
 
     widget.handle_event(_started("run-9", 2, ("echo", "echo:b")))
@@ -190,9 +170,7 @@ def test_widget_takes_run_id_and_layout_from_run_started(
     widget.close()
 
 
-def test_widget_finish_repairs_a_page_that_missed_appends(
-    comms: list[RecordingComm],
-) -> None:
+def test_widget_finish_repairs_a_page_that_missed_appends() -> None:
     widget = ComparisonWidget("run-1", ["echo"], ["q"])
     widget.handle_event(TextDelta("run-1", 0, "echo", 0, "lost "))
     wait_until(lambda: not widget.state.has_work)
@@ -211,9 +189,7 @@ def test_widget_finish_repairs_a_page_that_missed_appends(
     widget.close()
 
 
-def test_widget_flusher_stops_after_the_run_and_on_close(
-    comms: list[RecordingComm],
-) -> None:
+def test_widget_flusher_stops_after_the_run_and_on_close() -> None:
     widget = ComparisonWidget("run-1", ["echo"], ["q"])
     widget.handle_event(TextDelta("run-1", 0, "echo", 0, "x"))
     assert widget._flusher is not None
