@@ -130,7 +130,13 @@ def _should_retry_header(exc: Any) -> bool | None:
 
 
 def translate(
-    exc: Exception, sdk: Any, *, provider: str, model: str, base_url: str | None
+    exc: Exception,
+    sdk: Any,
+    *,
+    provider: str,
+    model: str,
+    base_url: str | None,
+    now: float | None = None,
 ) -> ProviderError | None:
     """Return the product error for an SDK exception, or ``None`` if not an SDK one."""
     where = f"{provider} model {model!r}"
@@ -155,7 +161,7 @@ def translate(
             retryable=True,
         )
     if isinstance(exc, sdk.APIStatusError):
-        return _translate_status(exc, provider=provider, model=model)
+        return _translate_status(exc, provider=provider, model=model, now=now)
     if isinstance(exc, sdk.APIError):
         # An error event inside an HTTP 200 stream: the SDKs raise and never retry it.
         kind = _error_type(exc.body) or getattr(exc, "type", None)
@@ -177,12 +183,14 @@ def translate(
     return None
 
 
-def _translate_status(exc: Any, *, provider: str, model: str) -> ProviderError:
+def _translate_status(
+    exc: Any, *, provider: str, model: str, now: float | None
+) -> ProviderError:
     status = int(exc.status_code)
     # A stream error event arrives with the stream's 200 status.
     kind = _error_type(exc.body)
     headers = getattr(getattr(exc, "response", None), "headers", None)
-    retry_after = parse_retry_after(headers)
+    retry_after = parse_retry_after(headers, now=now)
     where = f"{provider} model {model!r}"
     body = _body_text(exc.body)
     hint = _should_retry_header(exc)
@@ -220,7 +228,7 @@ def _translate_status(exc: Any, *, provider: str, model: str) -> ProviderError:
 
 @contextmanager
 def _map_errors(
-    sdk: Any, *, provider: str, model: str, base_url: str | None
+    sdk: Any, *, provider: str, model: str, base_url: str | None, clock: Any = None
 ) -> Iterator[None]:
     try:
         yield
@@ -236,8 +244,9 @@ def _map_errors(
         )
         raise _mark(error, retryable=True) from exc
     except Exception as exc:
+        now = clock.time() if clock is not None else None
         translated = translate(
-            exc, sdk, provider=provider, model=model, base_url=base_url
+            exc, sdk, provider=provider, model=model, base_url=base_url, now=now
         )
         if translated is None:
             raise
@@ -245,15 +254,26 @@ def _map_errors(
         raise translated from exc
 
 
-def map_openai_errors(*, provider: str, model: str, base_url: str | None) -> Any:
-    """Context manager turning ``openai`` exceptions into product exceptions."""
+def map_openai_errors(
+    *, provider: str, model: str, base_url: str | None, clock: Any = None
+) -> Any:
+    """Context manager turning ``openai`` exceptions into product exceptions.
+
+    ``clock`` (its ``time()``) dates HTTP-date ``Retry-After`` values.
+    """
     import openai
 
-    return _map_errors(openai, provider=provider, model=model, base_url=base_url)
+    return _map_errors(
+        openai, provider=provider, model=model, base_url=base_url, clock=clock
+    )
 
 
-def map_anthropic_errors(*, provider: str, model: str, base_url: str | None) -> Any:
+def map_anthropic_errors(
+    *, provider: str, model: str, base_url: str | None, clock: Any = None
+) -> Any:
     """Context manager turning ``anthropic`` exceptions into product exceptions."""
     import anthropic
 
-    return _map_errors(anthropic, provider=provider, model=model, base_url=base_url)
+    return _map_errors(
+        anthropic, provider=provider, model=model, base_url=base_url, clock=clock
+    )

@@ -332,6 +332,15 @@ class RemoteModel(BaseAIModel):
             )
             raise exc
 
+        if retry_after is not None and retry_after > self.policy.max_retry_after:
+            raise ProviderRateLimitError(
+                f"The {self.provider} model {self.model!r} asked to wait {retry_after:.0f}s "
+                f"before retrying, more than max_retry_after={self.policy.max_retry_after:g}s; "
+                "try again later or raise max_retry_after in its settings.",
+                provider=self.provider,
+                model=self.model,
+                retry_after=retry_after,
+            ) from exc
         delay = self.policy.delay(attempt, retry_after)
         if delay is None:
             logger.debug(

@@ -64,7 +64,10 @@ class ClaudeModel(RemoteModel):
 
     def _map_errors(self) -> Any:
         return map_anthropic_errors(
-            provider=self.provider, model=self.model, base_url=self.base_url
+            provider=self.provider,
+            model=self.model,
+            base_url=self.base_url,
+            clock=self.clock,
         )
 
     def _kwargs(self, request: ModelRequest) -> dict[str, Any]:

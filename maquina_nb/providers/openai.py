@@ -92,7 +92,10 @@ class OpenAIModel(RemoteModel):
 
     def _map_errors(self) -> Any:
         return map_openai_errors(
-            provider=self.provider, model=self.model, base_url=self.base_url
+            provider=self.provider,
+            model=self.model,
+            base_url=self.base_url,
+            clock=self.clock,
         )
 
     def _uses_completion_tokens(self) -> bool:
