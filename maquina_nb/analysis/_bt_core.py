@@ -40,7 +40,9 @@ class NewtonResult:
     iterations: int
 
 
-def _unpack(theta: np.ndarray, n: int, ref: int, position: bool) -> tuple:
+def _unpack(
+    theta: np.ndarray, n: int, ref: int, position: bool
+) -> tuple[np.ndarray, np.ndarray]:
     batch = theta.shape[0]
     lam = np.zeros((batch, n))
     free = [i for i in range(n) if i != ref]
@@ -55,7 +57,7 @@ def _log_likelihood(
     d = lam[:, :, None] - lam[:, None, :] + alpha[:, None, None]
     # log sigmoid(d) = -log(1 + exp(-d)), computed without overflow.
     terms = first * np.logaddexp(0.0, -d) + second * np.logaddexp(0.0, d)
-    return -terms.sum(axis=(1, 2))
+    return np.asarray(-terms.sum(axis=(1, 2)))
 
 
 def _gradient_information(

@@ -68,7 +68,7 @@ class VoteCounts:
     def win_matrix(self) -> np.ndarray:
         """Return ``W`` with ``W[i, j]`` = score of ``i`` against ``j``, any position."""
         first, second = self.scores()
-        return first + second.T
+        return np.asarray(first + second.T)
 
 
 def z_value(confidence: float) -> float:
@@ -105,7 +105,7 @@ def _outcome_codes(winner: pd.Series) -> np.ndarray:
             f"The winner column holds values other than 'model_a', 'model_b' or "
             f"'tie': {bad!r}. Map them to those three labels first."
         )
-    return outcomes
+    return np.asarray(outcomes, dtype=np.int8)
 
 
 def check_votes(votes: pd.DataFrame, extra: Sequence[str] = ()) -> None:

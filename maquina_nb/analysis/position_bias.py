@@ -33,7 +33,9 @@ __all__ = ["position_bias", "swap_consistency"]
 logger = get_logger(__name__)
 
 
-def _one_report(votes: pd.DataFrame, confidence: float, weight: str | None) -> dict:
+def _one_report(
+    votes: pd.DataFrame, confidence: float, weight: str | None
+) -> dict[str, float]:
     counts = count_votes(votes, weight=weight)
     first, second, ties = counts.a_wins.sum(), counts.b_wins.sum(), counts.ties.sum()
     n = first + second + ties

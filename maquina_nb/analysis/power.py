@@ -42,7 +42,7 @@ def _rejection_mask(
 ) -> np.ndarray:
     k = np.arange(n + 1)
     if alternative == "greater":
-        return stats.binom.sf(k - 1, n, baseline) <= alpha
+        return np.asarray(stats.binom.sf(k - 1, n, baseline) <= alpha)
     pmf = stats.binom.pmf(k, n, baseline)
 
     # Two-sided p-value of k: total probability of outcomes no likelier than k.
@@ -50,7 +50,7 @@ def _rejection_mask(
     cumulative = np.cumsum(order)
     position = np.searchsorted(order, pmf * (1.0 + 1e-7), side="right")
     p_values = cumulative[position - 1]
-    return p_values <= alpha
+    return np.asarray(p_values <= alpha)
 
 
 def _exact_power(
@@ -72,7 +72,7 @@ def _normal_n(
     spread = z_alpha * math.sqrt(baseline * (1 - baseline)) + z_beta * math.sqrt(
         win_rate * (1 - win_rate)
     )
-    return (spread / (win_rate - baseline)) ** 2
+    return float((spread / (win_rate - baseline)) ** 2)
 
 
 def _validate(
