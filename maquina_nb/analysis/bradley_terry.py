@@ -219,7 +219,14 @@ def fit_bradley_terry(
             f"Bradley-Terry did not converge in {result.iterations} iterations; the "
             "data may nearly separate the models. Pass prior=1.0 to regularize."
         )
-    cov_free = np.linalg.inv(result.information[0])
+    try:
+        cov_free = np.linalg.inv(result.information[0])
+    except np.linalg.LinAlgError as exc:
+        # E.g. the first-shown answer won every vote: the position effect is infinite.
+        raise AnalysisError(
+            "Bradley-Terry standard errors do not exist for these votes (the "
+            "information matrix is singular); pass prior=1.0 to regularize."
+        ) from exc
     lam, cov = _to_parametrization(
         result.strengths[0], cov_free, ref, reference is None
     )
