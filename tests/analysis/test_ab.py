@@ -1,0 +1,202 @@
+"""ab_test: variants and models on the same items, blind pairs, votes, statistics."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pandas as pd
+import pytest
+from scipy import stats
+
+from maquina_nb.analysis.ab import ab_test
+from maquina_nb.analysis.judge import Judge
+from maquina_nb.db import Repository
+from maquina_nb.providers.offline import mt_bench_questions
+from maquina_nb.testing import FakeLLMServer
+from maquina_nb.testing._wire import Reply
+
+VARIANTS = {"A": "Briefly: {{ question }}", "B": "In depth: {{ question }}"}
+
+
+@pytest.fixture(autouse=True)
+def _no_progress_bar(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MAQUINA_NB_PROGRESS", "0")
+
+
+@pytest.fixture
+def repository(tmp_path: object) -> Repository:
+    return Repository.from_url(f"sqlite:///{tmp_path}/ab.db")
+
+
+@pytest.fixture
+def questions() -> pd.DataFrame:
+    return pd.DataFrame({"question": [f"What is {n} + {n}?" for n in range(6)]})
+
+
+def test_ab_test_runs_each_variant_on_the_same_items(
+    repository: Repository, questions: pd.DataFrame
+) -> None:
+    ab = ab_test(VARIANTS, "echo", over=questions, db=repository, name="brevity")
+
+    assert list(ab.runs) == ["A", "B"]
+    assert [c.label for c in ab.contestants] == ["A", "B"]
+    assert [r.name for r in ab.runs.values()] == ["brevity:A", "brevity:B"]
+    assert len(ab.pairs) == 6
+    for pair in ab.pairs:
+        assert pair.run_id == ab.anchor_run_id
+        assert (pair.left.label, pair.right.label) == ("A", "B")
+        assert pair.left.text == f"Briefly: {questions.question[pair.item_index]}"
+        assert pair.right.text == f"In depth: {questions.question[pair.item_index]}"
+        # The rater sees the item's variables, not either variant's prompt.
+        assert pair.prompt == f"**question**: {questions.question[pair.item_index]}"
+
+
+def test_ab_summary_from_blind_votes_matches_scipy(
+    repository: Repository, questions: pd.DataFrame
+) -> None:
+    ab = ab_test(VARIANTS, "echo", over=questions, db=repository)
+    widget = ab.vote(rater="ada", seed=5)
+
+    # A rater who prefers the brief answer on five items and calls one a tie.
+    for _ in range(widget.total):
+        pair = widget.pairs[widget.position]
+        if pair.item_index == 0:
+            widget.vote("tie")
+        else:
+            widget.vote("left" if pair.left.label == "A" else "right")
+
+    votes = ab.votes()
+    assert len(votes) == 6
+    assert set(votes["model_a"]) | set(votes["model_b"]) == {"A", "B"}
+    assert set(votes["spec_a"]) == {"echo"}
+    assert (votes.loc[votes["winner"] == "model_a", "model_a"] == "A").all()
+    assert (votes.loc[votes["winner"] == "model_b", "model_b"] == "A").all()
+
+    summary = ab.summary()
+    assert len(summary) == 1
+    row = summary.iloc[0]
+    assert (row["contestant_a"], row["contestant_b"]) == ("A", "B")
+    assert (row["votes"], row["wins_a"], row["wins_b"], row["ties"]) == (6, 5, 0, 1)
+    assert row["win_rate_a"] == pytest.approx(5.5 / 6)
+    assert (row["items"], row["items_a"], row["items_b"]) == (6, 5, 0)
+    assert row["p_value"] == pytest.approx(stats.binomtest(5, 5).pvalue)
+    assert row["conclusion"] == "A better (p=0.0625)" or row["conclusion"].startswith(
+        "no significant"
+    )
+    # 5 of 5 decided items: p = 0.0625 is not below 0.05.
+    assert row["conclusion"] == "no significant difference (p=0.0625)"
+
+    rates = ab.win_rates()
+    assert list(rates["model"]) == ["A", "B"]
+    assert rates.loc[0, "win_rate"] == pytest.approx(5.5 / 6)
+
+
+def test_ab_models_only_over_mt_bench_with_replay(repository: Repository) -> None:
+    items = pd.DataFrame(mt_bench_questions()[:3])
+    items["question"] = items["turns"].str[0]
+
+    ab = ab_test(
+        {"mt-bench": "{{ question }}"},
+        ["replay:gpt-4", "replay:gpt-3.5-turbo"],
+        over=items,
+        db=repository,
+    )
+
+    assert [c.label for c in ab.contestants] == ["replay:gpt-4", "replay:gpt-3.5-turbo"]
+    assert len(ab.pairs) == 3
+    pair = ab.pairs[0]
+    assert pair.prompt == items["question"][0]  # same prompt on both sides: shown as is
+    assert pair.left.text != pair.right.text
+
+
+@pytest.mark.parametrize(
+    ("mode", "per_item"), [("all", 6), ("variants", 2), ("models", 2)]
+)
+def test_ab_pair_modes(
+    repository: Repository, questions: pd.DataFrame, mode: str, per_item: int
+) -> None:
+    ab = ab_test(
+        VARIANTS,
+        ["echo:one", "echo:two"],
+        over=questions.head(2),
+        db=repository,
+        pair=mode,
+    )  # type: ignore[arg-type]
+
+    assert [c.label for c in ab.contestants] == [
+        "A · echo:one",
+        "A · echo:two",
+        "B · echo:one",
+        "B · echo:two",
+    ]
+    assert len(ab.pairs) == 2 * per_item
+    by = {c.label: c for c in ab.contestants}
+    for pair in ab.pairs:
+        left, right = by[pair.left.label], by[pair.right.label]
+        if mode == "variants":
+            assert left.model == right.model
+            assert left.variant != right.variant
+        if mode == "models":
+            assert left.variant == right.variant
+
+
+def test_ab_test_needs_two_contestants(repository: Repository) -> None:
+    with pytest.raises(ValueError, match="needs two things to compare"):
+        ab_test({"A": "{{ question }}"}, "echo", db=repository)
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeLLMServer]:
+    with FakeLLMServer() as server:
+        yield server
+
+
+def test_ab_judge_votes_in_both_orders(
+    repository: Repository, questions: pd.DataFrame, fake: FakeLLMServer
+) -> None:
+    from maquina_nb.providers import resolve_model
+
+    def prefers_brief(request: object) -> Reply:
+        prompt = request.prompt  # type: ignore[attr-defined]
+        first = prompt.split("[Answer A]\n", 1)[1]
+        return Reply(
+            text="The brief one. [[A]]"
+            if first.startswith("Briefly")
+            else "The brief one. [[B]]"
+        )
+
+    fake.responder = prefers_brief
+    judge = Judge(
+        resolve_model(
+            "openai:gpt-4o", base_url=fake.openai_base_url, api_key="sk-test-judge"
+        )
+    )
+
+    ab = ab_test(VARIANTS, "echo", over=questions, db=repository, judge=judge)
+
+    assert len(fake.requests_for()) == 12  # six pairs, both orders
+    rater = f"judge:{judge.spec}"
+    votes = ab.votes(rater=rater)
+    assert len(votes) == 12
+    assert sorted(votes["model_a"].value_counts().to_dict().items()) == [
+        ("A", 6),
+        ("B", 6),
+    ]
+    winners = votes.apply(
+        lambda v: v["model_a"] if v["winner"] == "model_a" else v["model_b"], axis=1
+    )
+    assert set(winners) == {"A"}
+
+    decisions = repository.decisions_frame(ab.anchor_run_id)
+    assert len(decisions) == 6
+    assert set(decisions["strategy"]) == {"judge"}
+    assert set(decisions["decided_by"]) == {judge.spec}
+    assert all(d["consistent"] is True for d in decisions["details"])
+    a_ids = {r.id for r in ab.runs["A"].responses}
+    assert set(decisions["winner_response_id"]) <= a_ids
+
+    summary = ab.summary(rater=rater)
+    assert summary.loc[0, "items_a"] == 6
+    assert summary.loc[0, "p_value"] == pytest.approx(stats.binomtest(6, 6).pvalue)
+    assert summary.loc[0, "conclusion"].startswith("A better")
+    assert ab.summary(rater="nobody").empty
