@@ -17,6 +17,7 @@ Every error the package raises on purpose derives from :class:`MaquinaError`::
     ├── BudgetExceededError         .estimate, .limit
     ├── RunCancelledError           the run was interrupted; .run_id
     └── StoreError
+        ├── InvalidFieldError       also a ValueError; .model, .field, .value
         ├── SchemaOutOfDateError    says to run "maquina-nb db upgrade"
         └── SchemaTooNewError       database newer than the installed package
 
@@ -32,6 +33,7 @@ from maquina_nb._redact import redact
 __all__ = [
     "BudgetExceededError",
     "ConfigurationError",
+    "InvalidFieldError",
     "MaquinaError",
     "MissingKeyError",
     "ProviderAuthError",
@@ -187,6 +189,19 @@ class RunCancelledError(MaquinaError):
 
 class StoreError(MaquinaError):
     """The database could not be read or written."""
+
+
+class InvalidFieldError(StoreError, ValueError):
+    """A value given for a stored field is out of range or of the wrong kind."""
+
+    def __init__(self, model: str, field: str, value: object, expected: str) -> None:
+        self.model = model
+        self.field = field
+        self.value = value
+        super().__init__(
+            f"{model}.{field} must be {expected}, got {value!r}; "
+            "fix the value before storing it."
+        )
 
 
 class SchemaOutOfDateError(StoreError):

@@ -1,0 +1,408 @@
+"""DataFrame exports of runs, responses, feedback and decisions.
+
+Column names are a public contract; each function's docstring lists them with
+their dtypes. Conventions shared by every frame:
+
+- timestamps are ``datetime64[us, UTC]``;
+- counts and indexes that may be missing are nullable ``Int64`` (``<NA>``, never
+  a float);
+- money and seconds are ``float64`` with ``NaN`` for unknown (never 0);
+- few-valued labels (model spec, provider, status …) are ``category``;
+- other text is pandas' string dtype (``str``), missing as ``NaN``;
+- JSON columns hold Python ``dict``/``list`` objects.
+
+The rows are read with one query on the driver connection and converted column
+by column, which is what keeps a million-row export close to the cost of
+``pandas.read_sql`` (see ``benchmarks/bench_db.py``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import ColumnElement, Connection, Engine, Select, select, type_coerce
+from sqlalchemy.types import NullType
+
+from maquina_nb.db.models import (
+    Decision,
+    HumanFeedback,
+    ModelResponse,
+    OrchestrationContext,
+)
+from maquina_nb.errors import InvalidFieldError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+__all__ = [
+    "comparison_frame",
+    "decisions_frame",
+    "feedback_frame",
+    "responses_frame",
+    "runs_frame",
+]
+
+_RUNS = OrchestrationContext.__table__
+_RESPONSES = ModelResponse.__table__
+_FEEDBACK = HumanFeedback.__table__
+_DECISIONS = Decision.__table__
+
+
+@dataclass(frozen=True, slots=True)
+class _Column:
+    name: str
+    expr: Any
+    kind: str  # str, category, int, float, bool, datetime, json
+
+
+def _responses_columns(audit: bool) -> list[_Column]:
+    r = _RESPONSES.c
+    columns = [
+        _Column("response_id", r.id, "str"),
+        _Column("run_id", r.run_id, "str"),
+        _Column("item_index", r.item_index, "int"),
+        _Column("sample_index", r.sample_index, "int"),
+        _Column("model_spec", r.model_spec, "category"),
+        _Column("provider", r.provider, "category"),
+        _Column("model_id", r.model_id, "category"),
+        _Column("status", r.status, "category"),
+        _Column("text", r.text, "str"),
+        _Column("finish_reason", r.finish_reason, "category"),
+        _Column("raw_finish_reason", r.raw_finish_reason, "category"),
+        _Column("error_kind", r.error_kind, "category"),
+        _Column("error_message", r.error_message, "str"),
+        _Column("input_tokens", r.input_tokens, "int"),
+        _Column("output_tokens", r.output_tokens, "int"),
+        _Column("cached_tokens", r.cached_tokens, "int"),
+        _Column("cost_usd", r.cost_usd, "float"),
+        _Column("cost_is_estimate", r.cost_is_estimate, "bool"),
+        _Column("latency_s", r.latency_s, "float"),
+        _Column("ttft_s", r.ttft_s, "float"),
+        _Column("cache_key", r.cache_key, "str"),
+        _Column("cached_from_id", r.cached_from_id, "str"),
+        _Column("variables", r.variables, "json"),
+        _Column("created_at", r.created_at, "datetime"),
+        _Column("updated_at", r.updated_at, "datetime"),
+    ]
+    if audit:
+        columns += [
+            _Column("request_parameters", r.request_parameters, "json"),
+            _Column("messages", r.messages, "json"),
+            _Column("tool_calls", r.tool_calls, "json"),
+        ]
+    return columns
+
+
+def _statement(columns: Sequence[_Column]) -> Select[Any]:
+    # NullType: no result processing; values arrive as the driver returns them
+    # and are converted a whole column at a time below.
+    return select(*(type_coerce(c.expr, NullType()).label(c.name) for c in columns))
+
+
+def _fetch(connection: Connection, stmt: Select[Any]) -> list[tuple[Any, ...]]:
+    compiled = stmt.compile(dialect=connection.dialect)
+    params: Any = compiled.params
+    if any(not isinstance(v, (str, int, type(None))) for v in params.values()):
+        # Values needing type processing (datetimes): the ordinary path.
+        return [tuple(row) for row in connection.execute(stmt)]
+    if compiled.positiontup is not None:
+        params = tuple(params[name] for name in compiled.positiontup)
+    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(compiled.string, params)
+        return list(cursor.fetchall())
+    finally:
+        cursor.close()
+
+
+def _decode_json(values: list[Any]) -> np.ndarray[Any, Any]:
+    import numpy as np
+
+    decoded: dict[str, Any] = {}
+    out = np.empty(len(values), dtype=object)
+    for position, value in enumerate(values):
+        if isinstance(value, str):
+            # Rows of one item repeat the same text: decode it once.
+            result = decoded.get(value)
+            if result is None:
+                result = decoded[value] = json.loads(value)
+            out[position] = result
+        else:
+            out[position] = value  # None, or already decoded by the driver
+    return out
+
+
+def _categorical(values: list[Any]) -> pd.Categorical:
+    import numpy as np
+    import pandas as pd
+
+    # A dict lookup per value is faster than hashing an object array, and a
+    # response column has only a handful of distinct labels.
+    codes_of: dict[Any, int] = {None: -1}
+    codes = np.fromiter(
+        (codes_of.setdefault(v, len(codes_of) - 1) for v in values),
+        dtype=np.int32,
+        count=len(values),
+    )
+    categories = [str(label) for label in codes_of if label is not None]
+    order = sorted(range(len(categories)), key=categories.__getitem__)
+    remap = np.empty(len(categories) + 1, dtype=np.int32)
+    remap[-1] = -1
+    for new_code, old_code in enumerate(order):
+        remap[old_code] = new_code
+    return pd.Categorical.from_codes(
+        remap[codes], categories=[categories[i] for i in order]
+    )
+
+
+def _convert(values: list[Any], kind: str) -> Any:
+    import numpy as np
+    import pandas as pd
+
+    if kind == "datetime":
+        parsed = pd.to_datetime(
+            pd.array(values, dtype=object), utc=True, format="ISO8601"
+        )
+        return pd.DatetimeIndex(parsed).as_unit("us").array
+    if kind == "int":
+        return pd.array(values, dtype="Int64")
+    if kind == "float":
+        return np.array(values, dtype="float64")
+    if kind == "bool":
+        return np.array(values, dtype=bool)
+    if kind == "category":
+        return _categorical(values)
+    if kind == "json":
+        return _decode_json(values)
+    return pd.array(values, dtype="str")
+
+
+def _read_frame(
+    engine: Engine, columns: Sequence[_Column], stmt: Select[Any]
+) -> pd.DataFrame:
+    import pandas as pd
+
+    with engine.connect() as connection:
+        rows = _fetch(connection, stmt)
+
+    data = {}
+    for position, column in enumerate(columns):
+        values = [row[position] for row in rows]
+        data[column.name] = _convert(values, column.kind)
+    return pd.DataFrame(data, copy=False)
+
+
+def responses_frame(
+    engine: Engine, run_id: str | None = None, *, audit: bool = False
+) -> pd.DataFrame:
+    """Return responses, one row each, ordered by run, item, sample and model.
+
+    Args:
+        engine: The database.
+        run_id: Only this run's responses (default: every run).
+        audit: Also return the exact request (``request_parameters``,
+            ``messages``) and ``tool_calls``; off by default because decoding
+            them dominates the cost of a large export.
+
+    Returns:
+        A DataFrame with these columns:
+
+        ========================  =========================  =====================
+        column                    dtype                      meaning
+        ========================  =========================  =====================
+        response_id               str                        32-hex id
+        run_id                    str
+        item_index                Int64                      row of the input
+        sample_index              Int64                      0 unless ``samples``>1
+        model_spec                category                   ``provider:model``
+        provider                  category
+        model_id                  category                   exact id reported
+        status                    category                   done, cached, …
+        text                      str                        NaN when none
+        finish_reason             category                   normalized
+        raw_finish_reason         category                   as the provider said
+        error_kind                category                   auth, timeout, …
+        error_message             str
+        input_tokens              Int64                      <NA> when unknown
+        output_tokens             Int64
+        cached_tokens             Int64
+        cost_usd                  float64                    NaN when unknown
+        cost_is_estimate          bool
+        latency_s                 float64
+        ttft_s                    float64                    time to first token
+        cache_key                 str
+        cached_from_id            str                        cache provenance
+        variables                 object (dict)              the item's values
+        created_at, updated_at    datetime64[us, UTC]
+        (audit) request_parameters, messages, tool_calls: object (dict/list)
+        ========================  =========================  =====================
+
+        NOTE: rows of one item share one ``variables`` dict object (it is
+        decoded once per distinct value); copy it before changing it in place.
+    """
+    columns = _responses_columns(audit)
+    r = _RESPONSES.c
+    stmt = _statement(columns).order_by(r.run_id, r.item_index, r.sample_index, r.id)
+    if run_id is not None:
+        stmt = stmt.where(r.run_id == run_id)
+    return _read_frame(engine, columns, stmt)
+
+
+def runs_frame(
+    engine: Engine, where: ColumnElement[bool] | None = None
+) -> pd.DataFrame:
+    """Return runs, newest first.
+
+    Columns: ``run_id`` (str), ``name`` (str), ``status`` (category),
+    ``template``, ``system_prompt`` (str), ``models``, ``tags`` (object: list),
+    ``parameters``, ``metadata``, ``sdk_versions`` (object: dict),
+    ``item_count``, ``samples`` (Int64), ``estimated_cost_usd``,
+    ``max_cost_usd``, ``total_cost_usd`` (float64), ``notebook_path``,
+    ``package_version`` (str), ``created_at``, ``finished_at``, ``updated_at``
+    (datetime64[us, UTC]).
+    """
+    c = _RUNS.c
+    columns = [
+        _Column("run_id", c.id, "str"),
+        _Column("name", c.name, "str"),
+        _Column("status", c.status, "category"),
+        _Column("template", c.template, "str"),
+        _Column("system_prompt", c.system_prompt, "str"),
+        _Column("models", c.models, "json"),
+        _Column("tags", c.tags, "json"),
+        _Column("parameters", c.parameters, "json"),
+        _Column("metadata", c.metadata, "json"),
+        _Column("sdk_versions", c.sdk_versions, "json"),
+        _Column("item_count", c.item_count, "int"),
+        _Column("samples", c.samples, "int"),
+        _Column("estimated_cost_usd", c.estimated_cost_usd, "float"),
+        _Column("max_cost_usd", c.max_cost_usd, "float"),
+        _Column("total_cost_usd", c.total_cost_usd, "float"),
+        _Column("notebook_path", c.notebook_path, "str"),
+        _Column("package_version", c.package_version, "str"),
+        _Column("created_at", c.created_at, "datetime"),
+        _Column("finished_at", c.finished_at, "datetime"),
+        _Column("updated_at", c.updated_at, "datetime"),
+    ]
+    stmt = _statement(columns).order_by(c.created_at.desc(), c.id.desc())
+    if where is not None:
+        stmt = stmt.where(where)
+    frame = _read_frame(engine, columns, stmt)
+    # Lists of tags and models must not be shared between runs.
+    for name in ("models", "tags", "parameters", "metadata", "sdk_versions"):
+        frame[name] = frame[name].map(lambda v: v.copy() if v is not None else v)
+    return frame
+
+
+def feedback_frame(engine: Engine, run_id: str | None = None) -> pd.DataFrame:
+    """Return feedback, oldest first, with the response it is about.
+
+    Columns: ``feedback_id``, ``response_id``, ``run_id`` (str), ``item_index``
+    (Int64), ``model_spec`` (category), ``kind`` (category: thumbs, rating,
+    comment, label), ``value`` (Int64: ±1 or 1-5), ``comment``, ``label``
+    (str), ``rater`` (category), ``created_at``, ``updated_at``
+    (datetime64[us, UTC]).
+    """
+    f, r = _FEEDBACK.c, _RESPONSES.c
+    columns = [
+        _Column("feedback_id", f.id, "str"),
+        _Column("response_id", f.response_id, "str"),
+        _Column("run_id", r.run_id, "str"),
+        _Column("item_index", r.item_index, "int"),
+        _Column("model_spec", r.model_spec, "category"),
+        _Column("kind", f.kind, "category"),
+        _Column("value", f.value, "int"),
+        _Column("comment", f.comment, "str"),
+        _Column("label", f.label, "str"),
+        _Column("rater", f.rater, "category"),
+        _Column("created_at", f.created_at, "datetime"),
+        _Column("updated_at", f.updated_at, "datetime"),
+    ]
+    stmt = (
+        _statement(columns)
+        .select_from(_FEEDBACK.join(_RESPONSES, f.response_id == r.id))
+        .order_by(f.created_at, f.id)
+    )
+    if run_id is not None:
+        stmt = stmt.where(r.run_id == run_id)
+    return _read_frame(engine, columns, stmt)
+
+
+def decisions_frame(engine: Engine, run_id: str | None = None) -> pd.DataFrame:
+    """Return decisions, by run and item, with the winning response's model.
+
+    Columns: ``decision_id``, ``run_id`` (str), ``item_index`` (Int64),
+    ``strategy`` (category: human, judge, fastest, cheapest, expected,
+    majority), ``winner_response_id`` (str, NaN for a tie),
+    ``winner_model_spec`` (category), ``decided_by`` (category), ``rationale``
+    (str), ``details`` (object: dict), ``created_at``, ``updated_at``
+    (datetime64[us, UTC]).
+    """
+    d, r = _DECISIONS.c, _RESPONSES.c
+    columns = [
+        _Column("decision_id", d.id, "str"),
+        _Column("run_id", d.run_id, "str"),
+        _Column("item_index", d.item_index, "int"),
+        _Column("strategy", d.strategy, "category"),
+        _Column("winner_response_id", d.winner_response_id, "str"),
+        _Column("winner_model_spec", r.model_spec, "category"),
+        _Column("decided_by", d.decided_by, "category"),
+        _Column("rationale", d.rationale, "str"),
+        _Column("details", d.details, "json"),
+        _Column("created_at", d.created_at, "datetime"),
+        _Column("updated_at", d.updated_at, "datetime"),
+    ]
+    stmt = (
+        _statement(columns)
+        .select_from(_DECISIONS.outerjoin(_RESPONSES, d.winner_response_id == r.id))
+        .order_by(d.run_id, d.item_index, d.created_at, d.id)
+    )
+    if run_id is not None:
+        stmt = stmt.where(d.run_id == run_id)
+    return _read_frame(engine, columns, stmt)
+
+
+def comparison_frame(
+    engine: Engine, run_id: str, value: str = "text", *, models: Sequence[str] = ()
+) -> pd.DataFrame:
+    """Return one run as a wide table: one row per item, one column per model.
+
+    Args:
+        engine: The database.
+        run_id: The run.
+        value: Which :func:`responses_frame` column fills the cells (``text``,
+            ``cost_usd``, ``latency_s``, ``output_tokens``, ``status`` …).
+        models: Column order (the run's models); others follow, sorted.
+
+    Returns:
+        Index ``item_index`` (or ``item_index, sample_index`` when the run has
+        several samples), columns named by model spec, cells holding ``value``
+        with that column's dtype. When a model answered an item twice, the
+        later answer wins.
+    """
+    allowed = [c.name for c in _responses_columns(audit=False)]
+    if value not in allowed:
+        raise InvalidFieldError(
+            "comparison_frame", "value", value, f"one of {', '.join(allowed)}"
+        )
+
+    frame = responses_frame(engine, run_id)
+    frame["model_spec"] = frame["model_spec"].astype("str")
+    several_samples = bool((frame["sample_index"] > 0).any())
+    index = ["item_index", "sample_index"] if several_samples else ["item_index"]
+    frame = frame.sort_values("created_at", kind="stable").drop_duplicates(
+        [*index, "model_spec"], keep="last"
+    )
+    wide = frame.pivot(index=index, columns="model_spec", values=value)
+
+    present = list(wide.columns)
+    order = [m for m in models if m in present] + sorted(
+        m for m in present if m not in models
+    )
+    wide = wide.reindex(columns=order).sort_index()
+    wide.columns.name = "model_spec"
+    return wide

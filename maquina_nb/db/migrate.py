@@ -1,0 +1,270 @@
+"""Alembic, driven from code: configuration, locking, backups, upgrade on open.
+
+The Alembic :class:`~alembic.config.Config` is built here, not read from an
+``alembic.ini``, so migrations work from any working directory. Its
+``script_location`` is the copy of ``alembic/`` shipped inside the wheel
+(``maquina_nb/_migrations``) or, in a source checkout, the repository's
+``alembic/`` folder.
+
+Every migration runs through :func:`migration_connection`, which
+
+1. takes a lock, so that when several processes open a fresh database at once
+   exactly one migrates and the others wait, then find it at head (a file lock
+   next to a SQLite file, an advisory lock on PostgreSQL);
+2. copies a SQLite file that already holds a schema to
+   ``<file>.backup-<revision>-<UTC time>`` before changing it;
+3. on SQLite, switches foreign keys off for the migration (so that a batch
+   table rebuild cannot cascade-delete child rows), runs everything in one
+   transaction, and refuses to commit if ``PRAGMA foreign_key_check`` finds a
+   broken reference.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import functools
+import io
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TextIO
+
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
+from sqlalchemy import Connection, Engine
+
+from alembic import command
+from maquina_nb._redact import get_logger
+from maquina_nb.errors import SchemaTooNewError, StoreError
+
+__all__ = [
+    "MIGRATION_LOCK_TIMEOUT_S",
+    "current_revision",
+    "downgrade",
+    "ensure_schema",
+    "head_revision",
+    "make_config",
+    "migration_connection",
+    "script_location",
+    "sqlite_path",
+    "upgrade",
+]
+
+logger = get_logger(__name__)
+
+#: How long an opener waits for another process's migration to finish.
+MIGRATION_LOCK_TIMEOUT_S = 300.0
+# Any fixed 64-bit number; it names maquina_nb's migration lock on a PostgreSQL server.
+_PG_LOCK_KEY = 0x6D61_7175_696E_61
+
+
+def script_location() -> Path:
+    """Return the folder holding ``env.py`` and ``versions/``."""
+    package_dir = Path(__file__).resolve().parent.parent
+    for candidate in (package_dir / "_migrations", package_dir.parent / "alembic"):
+        if (candidate / "env.py").is_file() and (candidate / "versions").is_dir():
+            return candidate
+    raise StoreError(
+        f"The Alembic migrations were not found next to {str(package_dir)!r}; "
+        "reinstall maquina-nb (the wheel ships them as maquina_nb/_migrations)."
+    )
+
+
+def make_config(
+    url: str | None = None,
+    *,
+    connection: Connection | None = None,
+    stdout: TextIO | None = None,
+) -> Config:
+    """Build the Alembic config in code, for ``url`` or an open ``connection``."""
+    config = Config(stdout=stdout or io.StringIO())
+    config.set_main_option("script_location", str(script_location()))
+    if url is not None:
+        # configparser interpolation treats % specially (URL-encoded passwords).
+        config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+@functools.lru_cache(maxsize=4)
+def _script_directory(location: str) -> ScriptDirectory:
+    config = Config()
+    config.set_main_option("script_location", location)
+    return ScriptDirectory.from_config(config)
+
+
+def head_revision() -> str:
+    """Return the newest revision this package ships."""
+    head = _script_directory(str(script_location())).get_current_head()
+    if head is None:  # pragma: no cover - the package always ships 0001
+        raise StoreError(
+            "The packaged migrations have no revisions; reinstall maquina-nb."
+        )
+    return head
+
+
+def current_revision(connection: Connection) -> str | None:
+    """Return the database's revision (``None`` for an empty database)."""
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+def _is_known(revision: str) -> bool:
+    try:
+        return (
+            _script_directory(str(script_location())).get_revision(revision) is not None
+        )
+    except CommandError:
+        return False
+
+
+def sqlite_path(engine: Engine) -> Path | None:
+    """Return the file behind a SQLite engine, or None (memory, other backends)."""
+    if engine.dialect.name != "sqlite":
+        return None
+    database = engine.url.database
+    if not database or database == ":memory:" or database.startswith("file::memory:"):
+        return None
+    return Path(database).resolve()
+
+
+@contextlib.contextmanager
+def _migration_lock(engine: Engine, connection: Connection) -> Iterator[None]:
+    path = sqlite_path(engine)
+    if path is not None:
+        from filelock import FileLock, Timeout
+
+        lock = FileLock(f"{path}.migrate-lock", timeout=MIGRATION_LOCK_TIMEOUT_S)
+        try:
+            with lock:
+                yield
+        except Timeout as exc:
+            raise StoreError(
+                f"Waited {MIGRATION_LOCK_TIMEOUT_S:.0f}s for another process to finish "
+                f"migrating {str(path)!r}; check for a stuck process, then retry."
+            ) from exc
+        return
+
+    if engine.dialect.name == "postgresql":
+        connection.exec_driver_sql(f"SELECT pg_advisory_lock({_PG_LOCK_KEY})")
+        connection.commit()
+        try:
+            yield
+        finally:
+            connection.exec_driver_sql(f"SELECT pg_advisory_unlock({_PG_LOCK_KEY})")
+            connection.commit()
+        return
+
+    yield
+
+
+def _backup_sqlite(path: Path, revision: str) -> Path:
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    target = path.with_name(f"{path.name}.backup-{revision}-{stamp}")
+    # The online backup API copies a consistent snapshot, WAL contents included.
+    source = sqlite3.connect(str(path))
+    try:
+        destination = sqlite3.connect(str(target))
+        try:
+            source.backup(destination)
+        finally:
+            destination.close()
+    finally:
+        source.close()
+    logger.info("backed up %s to %s before migrating", path, target)
+    return target
+
+
+@contextlib.contextmanager
+def migration_connection(
+    engine: Engine, *, target: str | None = None
+) -> Iterator[Connection]:
+    """Yield a locked connection inside one transaction, ready to migrate.
+
+    See the module docstring for the lock, the backup and the SQLite
+    foreign-key handling. The transaction commits when the block ends. No
+    backup is taken when the database is already at ``target``.
+    """
+    is_sqlite = engine.dialect.name == "sqlite"
+    with engine.connect() as connection, _migration_lock(engine, connection):
+        if is_sqlite:
+            # PRAGMA foreign_keys is ignored inside a transaction, so it is set on
+            # the driver connection before SQLAlchemy begins one.
+            connection.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")  # type: ignore[union-attr]
+        try:
+            revision = current_revision(connection)
+            connection.commit()
+            path = sqlite_path(engine)
+            if path is not None and revision is not None and revision != target:
+                _backup_sqlite(path, revision)
+
+            with connection.begin():
+                yield connection
+                if is_sqlite:
+                    broken = connection.exec_driver_sql(
+                        "PRAGMA foreign_key_check"
+                    ).all()
+                    if broken:
+                        raise StoreError(
+                            f"The migration left {len(broken)} broken references "
+                            f"(first: {tuple(broken[0])!r}); nothing was changed. "
+                            "Report this with the revision you upgraded to."
+                        )
+        finally:
+            if is_sqlite:
+                connection.connection.driver_connection.execute(
+                    "PRAGMA foreign_keys=ON"
+                )  # type: ignore[union-attr]
+
+
+def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str | None]:
+    """Upgrade the database to ``revision``; return (revision before, after).
+
+    Raises:
+        SchemaTooNewError: the database is at a revision this package does not know.
+    """
+    target = head_revision() if revision == "head" else revision
+    with migration_connection(engine, target=target) as connection:
+        before = current_revision(connection)
+        if before is not None and not _is_known(before):
+            raise SchemaTooNewError(before, head_revision())
+        command.upgrade(make_config(connection=connection), revision)
+        after = current_revision(connection)
+    if before != after:
+        logger.info("migrated database schema from %s to %s", before, after)
+    return before, after
+
+
+def downgrade(engine: Engine, revision: str) -> tuple[str | None, str | None]:
+    """Downgrade the database to ``revision``; return (revision before, after)."""
+    with migration_connection(engine) as connection:
+        before = current_revision(connection)
+        if before is not None and not _is_known(before):
+            raise SchemaTooNewError(before, head_revision())
+        command.downgrade(make_config(connection=connection), revision)
+        after = current_revision(connection)
+    if before != after:
+        logger.info("downgraded database schema from %s to %s", before, after)
+    return before, after
+
+
+def ensure_schema(engine: Engine) -> bool:
+    """Bring the database to head; return whether this call migrated it.
+
+    Raises:
+        SchemaTooNewError: the database is at a revision this package does not
+            know, i.e. a newer maquina_nb migrated it.
+    """
+    head = head_revision()
+    with engine.connect() as connection:
+        revision = current_revision(connection)
+    if revision == head:
+        return False
+    if revision is not None and not _is_known(revision):
+        raise SchemaTooNewError(revision, head)
+
+    before, after = upgrade(engine, "head")
+    return before != after
