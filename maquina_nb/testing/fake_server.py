@@ -376,7 +376,17 @@ class FakeLLMServer:
         self, request: LoggedRequest, writer: asyncio.StreamWriter
     ) -> bool:
         """Answer one request; return whether the connection may be reused."""
-        # Routing and server-wide checks first; they do not use the queue.
+        # Server-wide checks first; they do not use the queue.
+        key_rejected = (
+            self.accepted_keys is not None and request.api_key not in self.accepted_keys
+        )
+        if key_rejected:
+            reply = Reply(
+                status=401,
+                error_type="authentication_error",
+                echo_key=self.echo_key_on_401,
+            )
+            return await self._send_error(request, writer, reply)
         if request.path.endswith("/models") and request.method == "GET":
             return await self._send_json(
                 request, writer, 200, self._models_body(request)
@@ -390,16 +400,6 @@ class FakeLLMServer:
                 "error": {"message": f"No route for {request.method} {request.path}."}
             }
             return await self._send_json(request, writer, 404, body)
-        key_rejected = (
-            self.accepted_keys is not None and request.api_key not in self.accepted_keys
-        )
-        if key_rejected:
-            reply = Reply(
-                status=401,
-                error_type="authentication_error",
-                echo_key=self.echo_key_on_401,
-            )
-            return await self._send_error(request, writer, reply)
         if self.strict_stream_options and "stream_options" in request.body:
             message = "Unrecognized request argument supplied: stream_options"
             body = {
