@@ -100,6 +100,8 @@ def serve(
     from maquina_nb.server.app import create_app
 
     check_bind(host, token)
+    # A server has no terminal to draw tqdm bars on; the WebSocket shows progress.
+    os.environ.setdefault("MAQUINA_NB_PROGRESS", "0")
     if allowed_hosts is None:
         # On loopback only loopback names are answered (no DNS rebinding);
         # beyond it the token guards, and the name clients use is not known.

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import inspect
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -119,44 +118,26 @@ class RunLauncher:
     def _kwargs(
         self, body: RunStartIn, on_event: Callable[[Any], None]
     ) -> dict[str, Any]:
-        orchestrate = _orchestrate()
-        accepted = inspect.signature(orchestrate).parameters
-        params = body.parameters
-        wanted: dict[str, Any] = {
+        kwargs: dict[str, Any] = {
             "system": body.system,
             "samples": body.samples,
-            "temperature": params.temperature,
-            "max_tokens": params.max_tokens,
-            "top_p": params.top_p,
-            "seed": params.seed,
-            "stop": params.stop,
+            "temperature": body.parameters.temperature,
+            "max_tokens": body.parameters.max_tokens,
             "cache": body.cache,
             "max_cost": body.max_cost_usd,
             "name": body.name,
             "tags": tuple(body.tags),
             "db": self.repository,
             "stream": True,
-            "progress": False,
             "on_event": on_event,
+            # NOTE: an explicit empty namespace: left out, the orchestrator would
+            # render the client's template against this function's local variables.
+            "namespace": {},
         }
         if body.over is not None:
             import pandas as pd
 
-            wanted["over"] = pd.DataFrame(body.over)
-        if any(
-            kind.kind is inspect.Parameter.VAR_KEYWORD for kind in accepted.values()
-        ):
-            return {key: value for key, value in wanted.items() if value is not None}
-
-        kwargs: dict[str, Any] = {}
-        for key, value in wanted.items():
-            if key in accepted:
-                kwargs[key] = value
-            elif value is not None and key in ("top_p", "seed", "stop"):
-                raise StartRunError(
-                    ("body", "parameters", key),
-                    f"The orchestrator does not take {key!r}; leave it out.",
-                )
+            kwargs["over"] = pd.DataFrame(body.over)
         return kwargs
 
     async def start(self, body: RunStartIn) -> str:

@@ -12,7 +12,9 @@ from maquina_nb.server import create_app
 from .test_events import _drain
 
 
-def test_started_run_is_stored_and_streamed(repo: Repository, client: TestClient) -> None:
+def test_started_run_is_stored_and_streamed(
+    repo: Repository, client: TestClient
+) -> None:
     started = client.post(
         "/api/runs",
         json={
@@ -41,7 +43,11 @@ def test_started_run_is_stored_and_streamed(repo: Repository, client: TestClient
     assert len(finished) == 6
 
     run = client.get(f"/api/runs/{run_id}").json()
-    assert (run["name"], run["tags"], run["status"]) == ("api-run", ["from-api"], "complete")
+    assert (run["name"], run["tags"], run["status"]) == (
+        "api-run",
+        ["from-api"],
+        "complete",
+    )
     responses = client.get(f"/api/runs/{run_id}/responses").json()["responses"]
     assert len(responses) == 6
     assert {r["variables"]["country"] for r in responses} == {"France", "Peru", "Chad"}
@@ -51,7 +57,9 @@ def test_started_run_is_stored_and_streamed(repo: Repository, client: TestClient
 
 
 def _start(client: TestClient, **body: Any) -> Any:
-    return client.post("/api/runs", json={"template": "Hi {{ name }}", "models": ["echo"], **body})
+    return client.post(
+        "/api/runs", json={"template": "Hi {{ name }}", "models": ["echo"], **body}
+    )
 
 
 def test_unknown_model_answers_422_naming_its_index(client: TestClient) -> None:
@@ -74,7 +82,12 @@ def test_template_with_an_undefined_variable_answers_422(client: TestClient) -> 
 def test_bad_run_bodies_name_every_field_at_fault(client: TestClient) -> None:
     answer = client.post(
         "/api/runs",
-        json={"models": [], "samples": 0, "parameters": {"temperature": 9}, "colour": "red"},
+        json={
+            "models": [],
+            "samples": 0,
+            "parameters": {"temperature": 9},
+            "colour": "red",
+        },
     )
 
     assert answer.status_code == 422
@@ -94,3 +107,18 @@ def test_starting_runs_can_be_turned_off(repo: Repository) -> None:
         answer = _start(client, over=[{"name": "x"}])
     assert answer.status_code == 403
     assert "--no-start-runs" in answer.json()["detail"]
+
+
+def test_a_template_cannot_reach_the_servers_own_variables(client: TestClient) -> None:
+    for template in (
+        "{{ body }}",
+        "{{ kwargs }}",
+        "{{ repository }}",
+        "{{ on_event }}",
+    ):
+        answer = client.post(
+            "/api/runs", json={"template": template, "models": ["echo"]}
+        )
+
+        assert answer.status_code == 422, (template, answer.text)
+        assert answer.json()["detail"][0]["loc"] == ["body", "template"]
