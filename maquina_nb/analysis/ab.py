@@ -329,50 +329,13 @@ class ABTest:
             ``win_rate_a`` (ties half), ``ci_low``, ``ci_high`` (Wilson),
             ``items``, ``items_a``, ``items_b`` (items each side won on balance),
             ``p_value`` (exact sign test over items, ties dropped), ``p_holm``
-            and ``conclusion``.
+            (Holm-adjusted across the pairs) and ``conclusion`` (significant
+            when ``p_holm < 1 - confidence``).
         """
-        import pandas as pd
-
-        from maquina_nb.analysis.significance import sign_test
-        from maquina_nb.analysis.winrate import pairwise_win_rates
-
-        votes = self.votes(rater=rater)
-        columns = [
-            "contestant_a", "contestant_b", "votes", "wins_a", "wins_b", "ties",
-            "win_rate_a", "ci_low", "ci_high", "items", "items_a", "items_b",
-            "p_value", "p_holm", "conclusion",
-        ]  # fmt: skip
-        if votes.empty:
-            return pd.DataFrame(columns=columns)
+        from maquina_nb.analysis._ab_summary import summarize
 
         order = [c.label for c in self.contestants]
-        rates = pairwise_win_rates(votes, confidence=confidence, models=order)
-        signs = sign_test(votes, item="item_index")
-        rows = []
-        for first, second in (
-            (a, b) for i, a in enumerate(order) for b in order[i + 1 :]
-        ):
-            rate = rates[(rates["model"] == first) & (rates["opponent"] == second)]
-            if rate.empty:
-                continue
-            rate_row = rate.iloc[0]
-            test = _oriented_sign_test(signs, first, second)
-            rows.append(
-                {
-                    "contestant_a": first,
-                    "contestant_b": second,
-                    "votes": int(rate_row["games"]),
-                    "wins_a": int(rate_row["wins"]),
-                    "wins_b": int(rate_row["losses"]),
-                    "ties": int(rate_row["ties"]),
-                    "win_rate_a": float(rate_row["win_rate"]),
-                    "ci_low": float(rate_row["ci_low"]),
-                    "ci_high": float(rate_row["ci_high"]),
-                    **test,
-                    "conclusion": _conclusion(first, second, test, confidence),
-                }
-            )
-        return pd.DataFrame(rows, columns=columns)
+        return summarize(self.votes(rater=rater), order, confidence=confidence)
 
     def __repr__(self) -> str:
         names = ", ".join(c.label for c in self.contestants)
@@ -391,45 +354,6 @@ def _variable(test: ABTest, pair: BlindPair, name: str) -> str | None:
                 value = (response.variables or {}).get(name)
                 return None if value is None else str(value)
     return None
-
-
-def _oriented_sign_test(signs: pd.DataFrame, first: str, second: str) -> dict[str, Any]:
-    row = signs[(signs["model_a"] == first) & (signs["model_b"] == second)]
-    if not row.empty:
-        r = row.iloc[0]
-        wins_first, wins_second = int(r["wins_a"]), int(r["wins_b"])
-    else:
-        row = signs[(signs["model_a"] == second) & (signs["model_b"] == first)]
-        if row.empty:
-            return {
-                "items": 0,
-                "items_a": 0,
-                "items_b": 0,
-                "p_value": float("nan"),
-                "p_holm": float("nan"),
-            }
-        r = row.iloc[0]
-        wins_first, wins_second = int(r["wins_b"]), int(r["wins_a"])
-    return {
-        "items": wins_first + wins_second + int(r["ties"]),
-        "items_a": wins_first,
-        "items_b": wins_second,
-        "p_value": float(r["p_value"]),
-        "p_holm": float(r["p_holm"]),
-    }
-
-
-def _conclusion(
-    first: str, second: str, test: Mapping[str, Any], confidence: float
-) -> str:
-    alpha = 1.0 - confidence
-    p = test["p_holm"]
-    if not test["items"] or p != p:  # NaN: nothing decided
-        return "no decided items yet"
-    if p < alpha:
-        better = first if test["items_a"] > test["items_b"] else second
-        return f"{better} better (p={p:.3g})"
-    return f"no significant difference (p={p:.3g})"
 
 
 def _caller_namespace() -> Mapping[str, Any]:

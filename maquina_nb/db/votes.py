@@ -15,7 +15,7 @@ The table is added by Alembic revision 0002 (``add pairwise votes``).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from sqlalchemy import (
     CheckConstraint,
@@ -113,9 +113,10 @@ class PairwiseVote(TimestampMixin, Base):
 
     @validates("item_index")
     def _check_index(self, key: str, value: int) -> int:
-        return check_non_negative(
+        checked: int = check_non_negative(
             "PairwiseVote", key, value, integer=True, required=True
-        )  # type: ignore[no-any-return]
+        )
+        return checked
 
     def __repr__(self) -> str:
         return redact(
@@ -258,7 +259,7 @@ def votes_frame(
         query = query.where(PairwiseVote.rater == rater)
 
     with _engine(target).connect() as connection:
-        rows: list[Any] = connection.execute(query).all()
+        rows = list(connection.execute(query).all())
 
     frame = pd.DataFrame(rows, columns=list(VOTES_COLUMNS))
     frame["winner"] = frame["winner"].map(_ARENA_WINNER).astype("string")

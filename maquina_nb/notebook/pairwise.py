@@ -41,7 +41,7 @@ _STATIC = Path(__file__).parent / "static"
 _VOTE_WORDS = {"left": "left better", "right": "right better", "tie": "tie"}
 
 
-class PairwiseWidget(anywidget.AnyWidget):  # type: ignore[misc]
+class PairwiseWidget(anywidget.AnyWidget):
     """Blind pairwise voting over a list of pairs, stored as it goes.
 
     Args:
@@ -65,7 +65,7 @@ class PairwiseWidget(anywidget.AnyWidget):  # type: ignore[misc]
     current = traitlets.Dict(allow_none=True, default_value=None).tag(sync=True)
     """The pair on screen: ``prompt_html``, ``left_html``, ``right_html``."""
     revealed = traitlets.Bool(False).tag(sync=True)
-    summary = traitlets.List().tag(sync=True)
+    summary: traitlets.List[dict[str, Any]] = traitlets.List().tag(sync=True)
     """After the reveal: per pair, the item, both labels and the vote."""
     error = traitlets.Unicode("").tag(sync=True)
 
@@ -165,7 +165,7 @@ class PairwiseWidget(anywidget.AnyWidget):  # type: ignore[misc]
         self.error = ""
         if position >= len(self._pairs):
             self.position = len(self._pairs)
-            self.current = None
+            self.current = None  # type: ignore[assignment]  # allow_none trait
             if self._pairs:
                 self.reveal()
             return

@@ -200,3 +200,28 @@ def test_ab_judge_votes_in_both_orders(
     assert summary.loc[0, "p_value"] == pytest.approx(stats.binomtest(6, 6).pvalue)
     assert summary.loc[0, "conclusion"].startswith("A better")
     assert ab.summary(rater="nobody").empty
+
+
+def test_summarize_orients_counts_to_the_given_order() -> None:
+    from maquina_nb.analysis._ab_summary import summarize
+
+    # "Z" beats "A" on items 0-3, loses item 4, ties item 5; Z listed first.
+    winners = ["model_a", "model_b", "model_a", "model_b", "model_a", "tie"]
+    votes = pd.DataFrame(
+        {
+            "item_index": range(6),
+            "model_a": ["Z", "A", "Z", "A", "A", "Z"],
+            "model_b": ["A", "Z", "A", "Z", "Z", "A"],
+            "winner": winners,
+        }
+    )
+
+    table = summarize(votes, ["Z", "A"])
+
+    row = table.iloc[0]
+    assert (row["contestant_a"], row["contestant_b"]) == ("Z", "A")
+    assert (row["wins_a"], row["wins_b"], row["ties"]) == (4, 1, 1)
+    assert (row["items_a"], row["items_b"]) == (4, 1)
+    assert row["win_rate_a"] == pytest.approx(4.5 / 6)
+    assert row["p_value"] == pytest.approx(stats.binomtest(4, 5).pvalue)
+    assert row["conclusion"] == f"no significant difference (p={row['p_holm']:.3g})"
