@@ -190,7 +190,10 @@ def run_cell(shell: Any, options: OrchestrateOptions, body: str) -> None:
     from maquina_nb.notebook.widget import ComparisonWidget
 
     # Step 1: validate and open the database; then show the (empty) table.
-    prepared = _prepare(options, body, shell.user_ns)
+    # IPython's own names (In, Out, exit, get_ipython …) are not template variables.
+    hidden = getattr(shell, "user_ns_hidden", {})
+    namespace = {k: v for k, v in shell.user_ns.items() if k not in hidden}
+    prepared = _prepare(options, body, namespace)
     repository = _open_repository(options.db)
     widget = ComparisonWidget(
         None,
