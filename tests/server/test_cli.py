@@ -69,3 +69,70 @@ def test_serve_defaults() -> None:
         True,
     )
     assert _parse("--no-start-runs").allow_start_runs is False
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_maquina_nb_serve_starts_a_real_server(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    port = _free_port()
+    db_url = f"sqlite:///{tmp_path / 'served.db'}"
+    env = {**os.environ, "MAQUINA_NB_SERVER_TOKEN": "cli-test-token-0123456789"}
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "maquina_nb.cli",
+            "serve",
+            "--db",
+            db_url,
+            "--port",
+            str(port),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        health = None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and server.poll() is None:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        assert health is not None, (
+            server.stderr.read().decode() if server.stderr else ""
+        )
+        runs = httpx.get(f"http://127.0.0.1:{port}/api/runs", timeout=5)
+        authorized = httpx.get(
+            f"http://127.0.0.1:{port}/api/runs",
+            headers={"Authorization": "Bearer cli-test-token-0123456789"},
+            timeout=5,
+        )
+        docs = httpx.get(f"http://127.0.0.1:{port}/docs", timeout=5)
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(timeout=5)
+
+    assert health.json()["status"] == "ok"
+    assert runs.status_code == 401
+    assert authorized.json() == {"runs": [], "next_cursor": None}
+    assert docs.status_code == 200
