@@ -251,6 +251,7 @@ class ComparisonView {
     const toolbar = el("div", "mq-toolbar");
     const modelLabel = el("label", "mq-field", "Model ");
     this.modelSelect = el("select", "mq-select");
+    this.modelSelect.setAttribute("aria-label", "Filter by model");
     this.modelSelect.addEventListener("change", () => {
       this.modelFilter = this.modelSelect.value;
       this.page = 0;
@@ -268,6 +269,7 @@ class ComparisonView {
     failLabel.append(this.failBox, document.createTextNode(" Failures only"));
     const layoutLabel = el("label", "mq-field", "Layout ");
     this.layoutSelect = el("select", "mq-select");
+    this.layoutSelect.setAttribute("aria-label", "Layout");
     for (const [value, text] of [["auto", "Auto"], ["table", "Table"], ["cards", "Cards"]]) {
       const option = el("option", null, text);
       option.value = value;
