@@ -15,16 +15,26 @@ Example::
     analysis.bootstrap_bradley_terry(votes, n_resamples=1000, seed=0)
     analysis.sign_test(votes, item="item_index")
     analysis.items_for_win_rate(0.6, power=0.8)
+    analysis.decide_expected(run.to_pandas(), "answer", match="normalized")
 """
 
 from __future__ import annotations
 
 from maquina_nb.analysis._votes import AnalysisError
 from maquina_nb.analysis.agreement import cohen_kappa, rater_agreement
+from maquina_nb.analysis.answers import normalize_answer
 from maquina_nb.analysis.bradley_terry import (
     bootstrap_bradley_terry,
     fit_bradley_terry,
     win_matrix,
+)
+from maquina_nb.analysis.decisions import (
+    decide_cheapest,
+    decide_expected,
+    decide_fastest,
+    decide_majority,
+    match_expected,
+    store_decisions,
 )
 from maquina_nb.analysis.plots import (
     plot_bradley_terry,
@@ -48,11 +58,17 @@ __all__ = [
     "binomial_test",
     "bootstrap_bradley_terry",
     "cohen_kappa",
+    "decide_cheapest",
+    "decide_expected",
+    "decide_fastest",
+    "decide_majority",
     "fit_bradley_terry",
     "holm_adjust",
     "items_for_win_rate",
     "latency_cost_by_model",
+    "match_expected",
     "mcnemar_test",
+    "normalize_answer",
     "paired_sign_test",
     "pairwise_win_rates",
     "plot_bradley_terry",
@@ -62,6 +78,7 @@ __all__ = [
     "power_for_items",
     "rater_agreement",
     "sign_test",
+    "store_decisions",
     "swap_consistency",
     "wilson_interval",
     "win_matrix",
