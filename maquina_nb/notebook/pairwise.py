@@ -161,21 +161,23 @@ class PairwiseWidget(anywidget.AnyWidget):
         self.revealed = True
 
     def _show(self, position: int) -> None:
-        # Render only the pair on screen: 1,000 pairs stay cheap to build.
-        self.error = ""
-        if position >= len(self._pairs):
-            self.position = len(self._pairs)
-            self.current = None  # type: ignore[assignment]  # allow_none trait
-            if self._pairs:
-                self.reveal()
-            return
-        pair = self._pairs[position]
-        self.current = {
-            "prompt_html": render_markdown(pair.prompt),
-            "left_html": render_markdown(pair.left.text),
-            "right_html": render_markdown(pair.right.text),
-        }
-        self.position = position
+        # One state message per move, so the page never draws a new pair with an
+        # old position. Only the pair on screen is rendered: 1,000 pairs stay cheap.
+        with self.hold_sync():
+            self.error = ""
+            if position >= len(self._pairs):
+                self.position = len(self._pairs)
+                self.current = None  # type: ignore[assignment]  # allow_none trait
+                if self._pairs:
+                    self.reveal()
+                return
+            pair = self._pairs[position]
+            self.position = position
+            self.current = {
+                "prompt_html": render_markdown(pair.prompt),
+                "left_html": render_markdown(pair.left.text),
+                "right_html": render_markdown(pair.right.text),
+            }
 
     def _handle_message(
         self, widget: Any, content: dict[str, Any], buffers: list[bytes]
