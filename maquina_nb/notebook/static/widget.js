@@ -41,7 +41,10 @@ function el(tag, className, text) {
 function button(label, className, ariaLabel, onClick) {
   const node = el("button", `mq-btn ${className || ""}`.trim(), label);
   node.type = "button";
-  if (ariaLabel) node.setAttribute("aria-label", ariaLabel);
+  if (ariaLabel) {
+    node.setAttribute("aria-label", ariaLabel);
+    node.title = ariaLabel;
+  }
   node.addEventListener("click", onClick);
   return node;
 }
@@ -505,7 +508,9 @@ class ComparisonView {
     const head = [];
     const badge = el("span", `mq-badge mq-st-${cell.status}`, statusLabel(cell));
     head.push(badge);
-    if (label && (view.showLabel || this.modelFilter || cell.model)) head.push(el("span", "mq-model", label));
+    // The column header names the model in a plain table; cards, filters and a
+    // revealed blind run name it in the cell.
+    if (label && (view.showLabel || this.modelFilter || this.run.blind)) head.push(el("span", "mq-model", label));
     if (cell.sample) head.push(el("span", "mq-sample", `sample ${cell.sample + 1}`));
     head.push(el("span", "mq-metrics", metrics(cell)));
     view.head.replaceChildren(...head);
@@ -549,8 +554,8 @@ class ComparisonView {
   actions(key, view) {
     const parts = { node: el("div", "mq-actions") };
     const send = (content, control) => this.send({ kind: "feedback", key, ...content }, control);
-    parts.up = button("👍", "mq-thumb", "Thumbs up", () => send({ type: "thumbs", value: 1 }, parts.up));
-    parts.down = button("👎", "mq-thumb", "Thumbs down", () => send({ type: "thumbs", value: -1 }, parts.down));
+    parts.up = button("▲", "mq-thumb", "Thumbs up", () => send({ type: "thumbs", value: 1 }, parts.up));
+    parts.down = button("▼", "mq-thumb", "Thumbs down", () => send({ type: "thumbs", value: -1 }, parts.down));
     parts.rating = el("span", "mq-rating");
     parts.rating.setAttribute("role", "group");
     parts.rating.setAttribute("aria-label", "Rating from 1 to 5");
