@@ -137,7 +137,9 @@ def _serve(db_url: str, seed_runs: int, max_life_s: float) -> None:
             routes=[Mount("/bare", app=_bare_app(repo.engine)), Mount("/", app=app)],
             lifespan=lambda _: app.router.lifespan_context(app),
         )
-        with serve_in_thread(both, log_level="error", backlog=4096) as base:
+        with serve_in_thread(
+            both, log_level="error", backlog=4096, timeout_keep_alive=30
+        ) as base:
             sys.stdout.write(json.dumps({"base": base, "run_ids": run_ids}) + "\n")
             sys.stdout.flush()
             # Serve until the load process closes our stdin (or a hard limit).

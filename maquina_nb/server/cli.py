@@ -127,6 +127,9 @@ def serve(
         log_level=log_level,
         proxy_headers=False,
         server_header=False,
+        # Longer than uvicorn's 5 s, so that a busy client reusing a connection
+        # does not race the server closing it (dashboards poll every few seconds).
+        timeout_keep_alive=30,
     )
     uvicorn.Server(config).run()
 

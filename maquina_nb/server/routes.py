@@ -10,8 +10,9 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
 
 from maquina_nb._redact import get_logger
 from maquina_nb.errors import InvalidFieldError, StoreError
@@ -103,6 +104,12 @@ def _as_utc(value: datetime | None) -> datetime | None:
     return value
 
 
+def _json(model: BaseModel) -> Response:
+    # The hot read routes build their pydantic model once and send it as is;
+    # returned as a model, FastAPI would validate it a second time.
+    return Response(model.model_dump_json(), media_type="application/json")
+
+
 def _run_out(row: Any) -> RunOut:
     return RunOut.model_validate(row, from_attributes=True)
 
@@ -127,7 +134,7 @@ def list_runs(
     model: Text = None,
     since: datetime | None = None,
     until: datetime | None = None,
-) -> RunPage:
+) -> Response:
     """List runs, newest first, one keyset page at a time."""
     repository = _state(request).repository
     try:
@@ -148,8 +155,8 @@ def list_runs(
         if cursor is None or not isinstance(exc.__cause__, ValueError):
             raise
         raise field_error(("query", "cursor"), str(exc), cursor) from exc
-    return RunPage(
-        runs=[_run_out(row) for row in page.runs], next_cursor=page.next_cursor
+    return _json(
+        RunPage(runs=[_run_out(row) for row in page.runs], next_cursor=page.next_cursor)
     )
 
 
@@ -183,9 +190,9 @@ async def start_run(request: Request, body: RunStartIn) -> RunStartOut:
 
 
 @api.get("/runs/{run_id}", response_model=RunOut, tags=["runs"])
-def get_run(request: Request, run_id: str) -> RunOut:
+def get_run(request: Request, run_id: str) -> Response:
     """Return one run."""
-    return _run_out(_require_run(_state(request).engine, run_id))
+    return _json(_run_out(_require_run(_state(request).engine, run_id)))
 
 
 @api.get("/runs/{run_id}/responses", response_model=ResponsePage, tags=["responses"])
@@ -197,7 +204,7 @@ def list_responses(
     model: Text = None,
     status_: Annotated[str | None, Query(alias="status", max_length=32)] = None,
     item_index: Annotated[int | None, Query(ge=0, le=2**31 - 1)] = None,
-) -> ResponsePage:
+) -> Response:
     """List a run's responses in item order, one keyset page at a time."""
     engine = _state(request).engine
     _require_run(engine, run_id)
@@ -213,21 +220,23 @@ def list_responses(
         )
     except _queries.CursorError as exc:
         raise field_error(("query", "cursor"), str(exc), cursor) from exc
-    return ResponsePage(
-        responses=[
-            ResponseOut.model_validate(row, from_attributes=True) for row in rows
-        ],
-        next_cursor=next_cursor,
+    return _json(
+        ResponsePage(
+            responses=[
+                ResponseOut.model_validate(row, from_attributes=True) for row in rows
+            ],
+            next_cursor=next_cursor,
+        )
     )
 
 
 @api.get("/responses/{response_id}", response_model=ResponseOut, tags=["responses"])
-def get_response(request: Request, response_id: str) -> ResponseOut:
+def get_response(request: Request, response_id: str) -> Response:
     """Return one response."""
     row = _queries.get_response(_state(request).engine, response_id)
     if row is None:
         raise not_found("response", response_id)
-    return ResponseOut.model_validate(row, from_attributes=True)
+    return _json(ResponseOut.model_validate(row, from_attributes=True))
 
 
 # --- feedback --------------------------------------------------------------------
