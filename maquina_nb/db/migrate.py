@@ -79,8 +79,13 @@ def make_config(
     connection: Connection | None = None,
     stdout: TextIO | None = None,
 ) -> Config:
-    """Build the Alembic config in code, for ``url`` or an open ``connection``."""
-    config = Config(stdout=stdout or io.StringIO())
+    """Build the Alembic config in code, for ``url`` or an open ``connection``.
+
+    ``stdout`` receives Alembic's messages and, in offline (``--sql``) mode,
+    the SQL; by default both are discarded.
+    """
+    stream = stdout or io.StringIO()
+    config = Config(stdout=stream, output_buffer=stream)
     config.set_main_option("script_location", str(script_location()))
     if url is not None:
         # configparser interpolation treats % specially (URL-encoded passwords).
