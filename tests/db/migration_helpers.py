@@ -179,7 +179,7 @@ def schema_snapshot(engine: sa.Engine) -> dict[str, Any]:
                     (fk.get("options") or {}).get("ondelete"),
                 )
                 for fk in inspector.get_foreign_keys(table)
-            ),  # fmt: skip
+            ),
             "indexes": sorted(
                 (ix["name"], tuple(ix["column_names"]), bool(ix["unique"]))
                 for ix in inspector.get_indexes(table)

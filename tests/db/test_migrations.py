@@ -192,14 +192,23 @@ def test_batch_revision_on_populated_database_keeps_rows(
         assert current_revision(connection) == "t023"
     uniques = sa.inspect(engine).get_unique_constraints("human_feedback")
     assert [u["column_names"] for u in uniques] == [["response_id", "rater_id"]]
+
+    def add_feedback(connection: sa.Connection, suffix: str) -> None:
+        connection.exec_driver_sql(
+            "INSERT INTO human_feedback (id, response_id, kind, value, rater, rater_id,"
+            " created_at, updated_at) VALUES "
+            f"('{suffix * 32}', '{Seed0001.left}', 'thumbs', 1, 'bo', 'r1',"
+            " CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+        )
+
+    with engine.begin() as connection:
+        add_feedback(connection, "1")
     with pytest.raises(sa.exc.IntegrityError), engine.begin() as connection:
-        for suffix in "12":
-            connection.exec_driver_sql(
-                "INSERT INTO human_feedback (id, response_id, kind, value, rater, rater_id,"
-                " created_at, updated_at) VALUES "
-                f"('{suffix * 32}', '{Seed0001.left}', 'thumbs', 1, 'bo', 'r1',"
-                " CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
-            )
+        add_feedback(connection, "2")
+    with engine.begin() as connection:
+        connection.exec_driver_sql(
+            f"DELETE FROM human_feedback WHERE id = '{'1' * 32}'"
+        )
 
     run("downgrade", head_revision())
     with engine.connect() as connection:
