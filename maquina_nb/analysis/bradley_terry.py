@@ -31,7 +31,7 @@ import numpy as np
 from scipy.sparse.csgraph import connected_components
 
 from maquina_nb._redact import get_logger
-from maquina_nb.analysis._bt_core import fit_newton
+from maquina_nb.analysis._bt_core import NewtonResult, fit_newton
 from maquina_nb.analysis._votes import AnalysisError, VoteCounts, count_votes, z_value
 
 if TYPE_CHECKING:
@@ -44,6 +44,9 @@ logger = get_logger(__name__)
 # A resample whose strengths run past this is one where a model won (or lost)
 # everything: the MLE does not exist there.
 _DIVERGED = 30.0
+# An information matrix this ill-conditioned means a direction the votes do not
+# determine (standard errors would be meaningless).
+_MAX_CONDITION = 1e12
 
 
 def win_matrix(
@@ -119,6 +122,27 @@ def _check_identifiable(
         "The votes do not determine Bradley-Terry strengths ("
         + detail.rstrip("; ")
         + "). Collect more votes, or pass prior=1.0 to add one pseudo-tie per pair."
+    )
+
+
+def _check_finite_fit(result: NewtonResult, position_effect: bool) -> None:
+    """Raise if the maximum lies at infinity or the fit is not identified."""
+    theta = np.append(result.strengths[0], result.alpha[0])
+    runaway = not result.converged[0] or np.abs(theta).max() > _DIVERGED
+    singular = np.linalg.cond(result.information[0]) > _MAX_CONDITION
+    if not (runaway or singular):
+        return
+    if position_effect:
+        cause = (
+            "the position effect cannot be told apart from the strengths (e.g. the "
+            "first-shown answer won every decided vote, or each pair was always "
+            "shown in the same order)"
+        )
+    else:
+        cause = "the votes nearly separate the models"
+    raise AnalysisError(
+        f"The Bradley-Terry fit has no finite, identified maximum: {cause}. "
+        "Collect more varied votes, or pass prior=1.0 to regularize."
     )
 
 
@@ -214,15 +238,10 @@ def fit_bradley_terry(
 
     # Fit, then move to the requested parametrization.
     result = fit_newton(first[None], second[None], ref=ref, position=position_effect)
-    if not result.converged[0]:
-        raise AnalysisError(
-            f"Bradley-Terry did not converge in {result.iterations} iterations; the "
-            "data may nearly separate the models. Pass prior=1.0 to regularize."
-        )
+    _check_finite_fit(result, position_effect)
     try:
         cov_free = np.linalg.inv(result.information[0])
     except np.linalg.LinAlgError as exc:
-        # E.g. the first-shown answer won every vote: the position effect is infinite.
         raise AnalysisError(
             "Bradley-Terry standard errors do not exist for these votes (the "
             "information matrix is singular); pass prior=1.0 to regularize."
@@ -385,7 +404,8 @@ def bootstrap_bradley_terry(
             lam = lam - lam.mean(axis=1, keepdims=True)
         strengths.append(lam)
         alphas.append(fit.alpha)
-        ok.append(fit.converged & (np.abs(fit.strengths).max(axis=1) < _DIVERGED))
+        finite = np.abs(fit.strengths).max(axis=1) < _DIVERGED
+        ok.append(fit.converged & finite & (np.abs(fit.alpha) < _DIVERGED))
     samples = np.concatenate(strengths)
     alpha_samples = np.concatenate(alphas)
     good = np.concatenate(ok)

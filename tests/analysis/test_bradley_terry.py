@@ -289,6 +289,33 @@ def test_bradley_terry_refuses_a_model_that_never_lost() -> None:
     assert np.isfinite(regularized["std_error"]).all()
 
 
+@pytest.mark.parametrize(
+    "winners",
+    [
+        pytest.param(["model_a"] * 6 + ["model_b"] * 4, id="always-same-order"),
+        pytest.param(["model_a"] * 10, id="first-always-wins"),
+    ],
+)
+def test_bradley_terry_refuses_an_unidentified_position_effect(
+    winners: list[str],
+) -> None:
+    same_order = winners.count("model_b") > 0
+    votes = pd.DataFrame(
+        {
+            "model_a": ["x"] * 10 if same_order else ["x", "y"] * 5,
+            "model_b": ["y"] * 10 if same_order else ["y", "x"] * 5,
+            "winner": winners,
+        }
+    )
+
+    with pytest.raises(
+        AnalysisError, match="no finite, identified maximum: the position"
+    ):
+        fit_bradley_terry(votes, position_effect=True)
+    regularized = fit_bradley_terry(votes, position_effect=True, prior=1.0)
+    assert np.isfinite(regularized.attrs["position_effect_se"])
+
+
 def test_bradley_terry_rejects_bad_votes() -> None:
     with pytest.raises(AnalysisError, match="lacks the column"):
         fit_bradley_terry(pd.DataFrame({"model_a": ["x"], "model_b": ["y"]}))

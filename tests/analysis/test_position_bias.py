@@ -119,3 +119,20 @@ def test_swap_consistency_classifies_each_pair() -> None:
     pd.testing.assert_frame_equal(table, expected)
     per_rater = swap_consistency(votes.assign(judge="j1"), rater="judge")
     assert list(per_rater.columns) == ["judge", *expected.columns]
+
+
+def test_position_bias_flags_a_judge_that_always_picks_the_first_answer() -> None:
+    # Every pair shown in both orders; the first-shown answer always wins.
+    votes = pd.DataFrame(
+        {
+            "model_a": ["x", "y"] * 5,
+            "model_b": ["y", "x"] * 5,
+            "winner": ["model_a"] * 10,
+        }
+    )
+
+    row = position_bias(votes).iloc[0]
+
+    assert row.first_win_rate == 1.0
+    assert row.p_value == pytest.approx(stats.binomtest(10, 10).pvalue)
+    assert np.isnan(row.position_effect)  # no finite maximum likelihood estimate
