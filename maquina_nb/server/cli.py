@@ -102,10 +102,13 @@ def serve(
     check_bind(host, token)
     # A server has no terminal to draw tqdm bars on; the WebSocket shows progress.
     os.environ.setdefault("MAQUINA_NB_PROGRESS", "0")
-    if allowed_hosts is None:
-        # On loopback only loopback names are answered (no DNS rebinding);
-        # beyond it the token guards, and the name clients use is not known.
-        allowed_hosts = list(LOOPBACK_HOSTS) if is_loopback_host(host) else ["*"]
+    # On loopback the loopback names are always answered (and, unless more are
+    # given, only they: no DNS rebinding); beyond it the token guards, and the
+    # name clients use is not known in advance.
+    if is_loopback_host(host):
+        allowed_hosts = [*LOOPBACK_HOSTS, *(allowed_hosts or [])]
+    elif allowed_hosts is None:
+        allowed_hosts = ["*"]
 
     app = create_app(
         db_url=db_url,
