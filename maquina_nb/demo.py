@@ -6,7 +6,8 @@ offline models. Left behind there:
 
 - ``maquina.db`` — every run, response and piece of feedback the notebook made;
 - ``quickstart.ipynb`` — the executed notebook, outputs and widget state saved;
-- ``quickstart.html`` — an HTML export (nbconvert) that opens without Jupyter.
+- ``quickstart.html`` — an HTML export (nbconvert) that opens without Jupyter or
+  a network; the comparison tables appear as their static, sanitized HTML.
 
 Live models join in when ``ANTHROPIC_API_KEY``, ``OPENAI_API_KEY`` or
 ``OLLAMA_HOST`` is set, exactly as when you run the notebook yourself.
@@ -15,6 +16,7 @@ Live models join in when ``ANTHROPIC_API_KEY``, ``OPENAI_API_KEY`` or
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import shutil
 import sys
@@ -69,6 +71,19 @@ def _fresh_directory(output: Path) -> None:
     (output / _MARKER).write_text("made by python -m maquina_nb.demo\n")
 
 
+def _checkpoint(db_path: Path) -> None:
+    """Fold SQLite's write-ahead log into ``maquina.db``, so the one file holds everything."""
+    import sqlite3
+
+    if not db_path.exists():
+        return
+    connection = sqlite3.connect(db_path, timeout=10)
+    try:
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        connection.close()
+
+
 def run_demo(output: Path, *, notebook: Path | None = None) -> dict[str, Path]:
     """Execute the quickstart in ``output`` and export it; return the files made.
 
@@ -108,9 +123,14 @@ def run_demo(output: Path, *, notebook: Path | None = None) -> dict[str, Path]:
     finally:
         logger.info("executed %s in %.1fs", source.name, time.monotonic() - started)
     nbformat.write(nb, executed_path)
+    _checkpoint(db_path)
 
-    # Step 3: an HTML export that opens without Jupyter.
-    body, _ = HTMLExporter().from_notebook_node(nb)
+    # Step 3: an HTML export that opens without Jupyter or a network: without the
+    # widget state, nbconvert shows each table's sanitized static HTML instead of
+    # a widget that would need JavaScript from a CDN.
+    export = copy.deepcopy(nb)
+    export.metadata.pop("widgets", None)
+    body, _ = HTMLExporter().from_notebook_node(export)
     html_path.write_text(body, encoding="utf-8")
     return {"database": db_path, "notebook": executed_path, "html": html_path}
 

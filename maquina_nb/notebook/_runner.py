@@ -205,7 +205,9 @@ def run_cell(shell: Any, options: OrchestrateOptions, body: str) -> None:
         samples=options.samples,
         name=options.name,
     )
-    display(widget)
+    # The display id lets the plain-text/HTML fallback saved with the notebook be
+    # replaced by the final table once the run ends (the widget view updates live).
+    handle = display(widget, display_id=True)
     global _last_widget
     with _state_lock:
         _last_widget = widget
@@ -213,7 +215,7 @@ def run_cell(shell: Any, options: OrchestrateOptions, body: str) -> None:
 
     # Step 2: in the background, return now and store the frame when done.
     if options.background:
-        _start_background(shell, options, prepared, kwargs, widget)
+        _start_background(shell, options, prepared, kwargs, widget, handle)
         return
 
     # Step 3: otherwise wait; an interrupt cancels, and keeps what finished.
@@ -234,8 +236,21 @@ def run_cell(shell: Any, options: OrchestrateOptions, body: str) -> None:
         cancelled = getattr(interrupt, "run", None)
         if cancelled is not None:
             _store(shell, options, cancelled)
+        _refresh(handle, widget)
         raise
     _store(shell, options, run)
+    _refresh(handle, widget)
+
+
+def _refresh(handle: Any, widget: Any) -> None:
+    """Re-send the cell's display so the saved fallback shows the finished table."""
+    if handle is None:
+        return
+    try:
+        widget.flush()
+        handle.update(widget)
+    except Exception:
+        logger.exception("could not refresh the table's saved display")
 
 
 def _store(shell: Any, options: OrchestrateOptions, run: Any) -> None:
@@ -250,6 +265,7 @@ def _start_background(
     prepared: _Prepared,
     kwargs: dict[str, Any],
     widget: Any,
+    handle: Any,
 ) -> None:
     from maquina_nb import _loop
     from maquina_nb.orchestrator import aorchestrate
@@ -270,14 +286,14 @@ def _start_background(
             # NOTE: nobody waits on this future, so the error is logged and shown
             # in the table; otherwise it would vanish.
             logger.error("background run failed: %s", redact(str(error)))
-            show = getattr(widget, "show_error", None)
-            if callable(show):
-                show(f"The run failed: {redact(str(error))}")
+            widget.state.add_notice("error", f"The run failed: {redact(str(error))}")
+            _refresh(handle, widget)
             return
         try:
             _store(shell, options, finished.result())
         except Exception:
             logger.exception("could not store the background run's DataFrame")
+        _refresh(handle, widget)
 
     with _state_lock:
         _background.append(future)
