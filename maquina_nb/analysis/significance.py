@@ -212,7 +212,9 @@ def sign_test(
     if item is not None:
         frame = pd.DataFrame({"low": low, "high": high, "sign": sign})
         frame["item"] = votes[item].to_numpy()
-        netted = frame.groupby(["low", "high", "item"], sort=False)["sign"].sum()
+        netted = frame.groupby(["low", "high", "item"], sort=False, dropna=False)[
+            "sign"
+        ].sum()
         index = netted.index.to_frame(index=False)
         low = index["low"].to_numpy(np.int64)
         high = index["high"].to_numpy(np.int64)
@@ -274,7 +276,7 @@ def paired_sign_test(
     _check_alternative(alternative)
     wide = _wide(scores, item, model, value, "scores")
     names = [str(c) for c in (models if models is not None else sorted(wide.columns))]
-    values = wide.reindex(columns=names).to_numpy(dtype=float)
+    values = wide.reindex(columns=names).to_numpy(dtype=float, na_value=np.nan)
 
     n = len(names)
     first = np.zeros((n, n))
@@ -333,7 +335,7 @@ def mcnemar_test(
         )
     wide = _wide(results, item, model, value, "results")
     names = [str(c) for c in (models if models is not None else sorted(wide.columns))]
-    values = wide.reindex(columns=names).astype("float64").to_numpy()
+    values = wide.reindex(columns=names).to_numpy(dtype=float, na_value=np.nan)
 
     rows = []
     for i, j in combinations(range(len(names)), 2):

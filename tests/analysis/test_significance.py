@@ -169,3 +169,27 @@ def test_mcnemar_auto_uses_exact_for_few_discordant_items_and_corrects_chi2() ->
     assert corrected.statistic == pytest.approx(0.0)  # (|2 - 1| - 1)**2 / 3
     with pytest.raises(AnalysisError, match="several rows"):
         mcnemar_test(pd.concat([results, results]))
+
+
+def test_tests_accept_nullable_columns_and_missing_items() -> None:
+    scores = pd.DataFrame(
+        {
+            "item_index": pd.array([0, 0, 1, 1], dtype="Int64"),
+            "model_spec": ["x", "y", "x", "y"],
+            "score": pd.array([3, 1, pd.NA, 2], dtype="Int64"),
+            "correct": pd.array([True, False, pd.NA, True], dtype="boolean"),
+        }
+    )
+    votes = pd.DataFrame(
+        {
+            "item_index": pd.array([pd.NA, pd.NA], dtype="Int64"),
+            "model_a": ["x", "x"],
+            "model_b": ["y", "y"],
+            "winner": ["model_a", "model_a"],
+        }
+    )
+
+    assert paired_sign_test(scores).loc[0, "wins_a"] == 1
+    assert mcnemar_test(scores).loc[0, "n_items"] == 1
+    # Votes without an item are netted together rather than dropped.
+    assert sign_test(votes, item="item_index").loc[0, "wins_a"] == 1
