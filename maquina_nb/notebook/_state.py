@@ -19,11 +19,22 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any
 
 from maquina_nb._redact import get_logger, redact
+from maquina_nb.notebook._cells import (
+    ANSWERED,
+    DEFAULT_DISPLAY_CAP,
+    ENDED,
+    ERROR_CAP,
+    MAX_NOTICES,
+    PROMPT_CAP,
+    Slot,
+    final_status,
+    new_cell,
+    prompt_of,
+)
 from maquina_nb.orchestrator.events import (
     Event,
     ResponseFailed,
@@ -34,55 +45,9 @@ from maquina_nb.orchestrator.events import (
     TextDelta,
 )
 
-__all__ = ["ANSWERED", "DEFAULT_DISPLAY_CAP", "ComparisonState", "final_status"]
+__all__ = ["ComparisonState"]
 
 logger = get_logger(__name__)
-
-DEFAULT_DISPLAY_CAP = 20_000
-"""Characters of one answer sent to the page; the rest stays in the database."""
-
-ANSWERED = frozenset(
-    {"done", "cached", "truncated", "empty", "tool_call_only", "content_filtered"}
-)
-_ENDED = ANSWERED | {"failed", "skipped", "cancelled"}
-_PROMPT_CAP = 4_000
-_ERROR_CAP = 1_000
-_MAX_NOTICES = 5
-
-
-def final_status(status: str, text: str | None, finish_reason: str | None) -> str:
-    """Name what a finished response really is, for the badge and placeholder.
-
-    A ``done`` answer without text is ``content_filtered``, ``tool_call_only`` or
-    ``empty`` depending on why it stopped (C17); other statuses pass through.
-    """
-    if status != "done" or text:
-        return status
-    reason = (finish_reason or "").lower()
-    if "filter" in reason or reason == "refusal":
-        return "content_filtered"
-    if "tool" in reason or reason == "function_call":
-        return "tool_call_only"
-    return "empty"
-
-
-@dataclass(slots=True)
-class _Slot:
-    key: str
-    item: int
-    model: str
-    sample: int
-    chunks: list[str] = field(default_factory=list)
-    length: int = 0
-    shown: int = 0
-    response_id: str | None = None
-
-
-def _prompt_of(item: Any) -> tuple[int | None, str]:
-    if isinstance(item, Mapping):
-        index = item.get("item_index", item.get("index"))
-        return (int(index) if index is not None else None), str(item.get("prompt", ""))
-    return None, str(item)
 
 
 class ComparisonState:
@@ -147,17 +112,17 @@ class ComparisonState:
         self.samples = max(1, int(samples))
         self.items: list[dict[str, Any]] = []
         for position, item in enumerate(items):
-            index, prompt = _prompt_of(item)
+            index, prompt = prompt_of(item)
             self.items.append(
                 {
                     "index": position if index is None else index,
-                    "prompt": prompt[:_PROMPT_CAP],
+                    "prompt": prompt[:PROMPT_CAP],
                 }
             )
 
         self.cells: dict[str, dict[str, Any]] = {}
-        self._slots: dict[tuple[int, str, int], _Slot] = {}
-        self._by_key: dict[str, _Slot] = {}
+        self._slots: dict[tuple[int, str, int], Slot] = {}
+        self._by_key: dict[str, Slot] = {}
         self._counts: Counter[str] = Counter()
         self._cost = 0.0
         self._cost_known = True
@@ -177,11 +142,14 @@ class ComparisonState:
                 model = self.models[model_index]
                 for sample in range(self.samples):
                     key = f"{item['index']}-{position}-{sample}"
-                    slot = _Slot(key, item["index"], model, sample)
+                    slot = Slot(key, item["index"], model, sample)
                     self._slots[(item["index"], model, sample)] = slot
                     self._by_key[key] = slot
-                    self.cells[key] = self._new_cell(
-                        item["index"], position, sample, model
+                    self.cells[key] = new_cell(
+                        item["index"],
+                        position,
+                        sample,
+                        None if self.blind and not self.revealed else model,
                     )
                     self._counts["queued"] += 1
 
@@ -194,32 +162,6 @@ class ComparisonState:
         )
         self.header["samples"] = self.samples
         self.header["total"] = len(self.cells)
-
-    def _new_cell(
-        self, item: int, position: int, sample: int, model: str
-    ) -> dict[str, Any]:
-        return {
-            "item": item,
-            "pos": position,
-            "sample": sample,
-            "model": None if self.blind and not self.revealed else model,
-            "status": "queued",
-            "text": "",
-            "n": 0,
-            "html": None,
-            "length": 0,
-            "capped": False,
-            "finish_reason": None,
-            "error_kind": None,
-            "error_message": None,
-            "latency_s": None,
-            "ttft_s": None,
-            "input_tokens": None,
-            "output_tokens": None,
-            "cost_usd": None,
-            "stored": False,
-            "feedback": {"thumbs": 0, "rating": None, "comment": ""},
-        }
 
     # -- events --------------------------------------------------------------
 
@@ -254,7 +196,7 @@ class ComparisonState:
                 self._on_run_finished(event)
             return True
 
-    def _slot_of(self, item: int, model: str, sample: int) -> _Slot | None:
+    def _slot_of(self, item: int, model: str, sample: int) -> Slot | None:
         slot = self._slots.get((item, model, sample))
         if slot is None:
             logger.debug(
@@ -262,7 +204,7 @@ class ComparisonState:
             )
         return slot
 
-    def _set_status(self, slot: _Slot, status: str) -> None:
+    def _set_status(self, slot: Slot, status: str) -> None:
         cell = self.cells[slot.key]
         self._counts[cell["status"]] -= 1
         self._counts[status] += 1
@@ -275,7 +217,7 @@ class ComparisonState:
         if slot is None or not event.text:
             return
         cell = self.cells[slot.key]
-        if cell["status"] in _ENDED:
+        if cell["status"] in ENDED:
             return
         if cell["status"] != "streaming":
             self._set_status(slot, "streaming")
@@ -295,7 +237,7 @@ class ComparisonState:
             cell["capped"] = True
             self._dirty.add(slot.key)
 
-    def _set_text(self, slot: _Slot, text: str) -> None:
+    def _set_text(self, slot: Slot, text: str) -> None:
         cell = self.cells[slot.key]
         slot.chunks = [text]
         slot.length = len(text)
@@ -342,10 +284,10 @@ class ComparisonState:
         slot.response_id = event.response_id
         cell.update(
             error_kind=event.error_kind,
-            error_message=redact(event.error_message or "")[:_ERROR_CAP],
+            error_message=redact(event.error_message or "")[:ERROR_CAP],
             stored=event.response_id is not None,
         )
-        self._set_status(slot, event.status if event.status in _ENDED else "failed")
+        self._set_status(slot, event.status if event.status in ENDED else "failed")
 
     def _add_cost(self, cost: float | None) -> None:
         if cost is None:
@@ -354,7 +296,7 @@ class ComparisonState:
             self._cost += cost
 
     def _on_run_started(self, event: RunStarted) -> None:
-        prompts = [_prompt_of(item)[1][:_PROMPT_CAP] for item in event.items]
+        prompts = [prompt_of(item)[1][:PROMPT_CAP] for item in event.items]
         if (
             list(event.models) != self.models
             or event.samples != self.samples
@@ -386,7 +328,7 @@ class ComparisonState:
 
     # -- clicks and notices --------------------------------------------------
 
-    def slot(self, key: str) -> _Slot:
+    def slot(self, key: str) -> Slot:
         """Return the response behind a cell key, or raise ``KeyError`` naming it."""
         try:
             return self._by_key[str(key)]
@@ -439,10 +381,10 @@ class ComparisonState:
                 {
                     "id": self._notice_id,
                     "level": level,
-                    "text": redact(text)[:_ERROR_CAP],
+                    "text": redact(text)[:ERROR_CAP],
                 }
             )
-            del notices[:-_MAX_NOTICES]
+            del notices[:-MAX_NOTICES]
             self._header_dirty = True
 
     def full_text(self, key: str) -> str:
@@ -481,7 +423,7 @@ class ComparisonState:
     def _unrendered(self, key: str) -> bool:
         cell = self.cells.get(key)
         return bool(
-            cell and cell["html"] is None and cell["text"] and cell["status"] in _ENDED
+            cell and cell["html"] is None and cell["text"] and cell["status"] in ENDED
         )
 
     def next_to_render(self, limit: int) -> list[tuple[str, str]]:
@@ -491,7 +433,7 @@ class ComparisonState:
             for key in list(self._render_queue)[:limit]:
                 del self._render_queue[key]
                 cell = self.cells[key]
-                if cell["status"] in _ENDED and cell["html"] is None and cell["text"]:
+                if cell["status"] in ENDED and cell["html"] is None and cell["text"]:
                     batch.append((key, cell["text"]))
             return batch
 

@@ -24,7 +24,8 @@ import anywidget
 import traitlets
 
 from maquina_nb._redact import get_logger
-from maquina_nb.notebook._state import DEFAULT_DISPLAY_CAP, ComparisonState
+from maquina_nb.notebook._cells import DEFAULT_DISPLAY_CAP
+from maquina_nb.notebook._state import ComparisonState
 from maquina_nb.notebook.render import render_markdown
 from maquina_nb.notebook.static_html import render_static_html, render_static_text
 from maquina_nb.orchestrator.events import Event
@@ -44,7 +45,7 @@ _FEEDBACK_KINDS = ("thumbs", "rating", "comment")
 _COMMENT_CAP = 10_000
 
 
-class ComparisonWidget(anywidget.AnyWidget):  # type: ignore[misc]
+class ComparisonWidget(anywidget.AnyWidget):
     """Side-by-side table of one run's answers, with live streaming and feedback.
 
     Args:
@@ -72,7 +73,7 @@ class ComparisonWidget(anywidget.AnyWidget):  # type: ignore[misc]
     _css = _STATIC / "widget.css"
 
     run = traitlets.Dict().tag(sync=True)
-    items = traitlets.List().tag(sync=True)
+    items: traitlets.List[Any] = traitlets.List().tag(sync=True)
     cells = traitlets.Dict().tag(sync=True)
     page_size = traitlets.Int(25).tag(sync=True)
     rater = traitlets.Unicode("").tag(sync=True)
@@ -137,7 +138,8 @@ class ComparisonWidget(anywidget.AnyWidget):  # type: ignore[misc]
     @property
     def run_id(self) -> str | None:
         """The id of the run this table shows."""
-        return self._state.header["run_id"]
+        run_id: str | None = self._state.header["run_id"]
+        return run_id
 
     @property
     def state(self) -> ComparisonState:
@@ -407,7 +409,7 @@ class ComparisonWidget(anywidget.AnyWidget):  # type: ignore[misc]
         key = str(content.get("key"))
         slot = self._state.slot(key)
         response_id = self._stored_id(key)
-        if response_id is not None and self._repository is not None:
+        if response_id is not None and self._repository is not None and self.run_id:
             self._repository.record_decision(
                 self.run_id,
                 slot.item,
