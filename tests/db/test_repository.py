@@ -77,7 +77,7 @@ def test_update_run_changes_fields(repo: Repository) -> None:
     assert run.updated_at >= run.created_at
     with pytest.raises(StoreError, match=r"unknown field\(s\) \['colour'\]"):
         repo.update_run(run_id, colour="red")
-    with pytest.raises(InvalidFieldError, match="OrchestrationContext.status"):
+    with pytest.raises(InvalidFieldError, match=r"OrchestrationContext\.status"):
         repo.update_run(run_id, status="exploded")
 
 
@@ -144,7 +144,7 @@ def test_concurrent_threads_share_one_repository(repo: Repository) -> None:
                     ]
                 )
                 repo.record_feedback(ids[0], "rating", 4, rater=f"t{thread}")
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:  # reported below
             errors.append(exc)
 
     threads = [threading.Thread(target=write, args=(n,)) for n in range(4)]
@@ -191,9 +191,9 @@ def test_list_runs_pages_newest_first_without_gaps(repo: Repository) -> None:
         if cursor is None:
             break
     assert seen == expected
-    with pytest.raises(StoreError, match="is not one list_runs returned"):
+    with pytest.raises(StoreError, match=r"is not one list_runs returned"):
         repo.list_runs(cursor="garbage!")
-    with pytest.raises(InvalidFieldError, match="list_runs.limit"):
+    with pytest.raises(InvalidFieldError, match=r"list_runs\.limit"):
         repo.list_runs(limit=0)
 
 
@@ -230,7 +230,7 @@ def test_list_runs_filters(
 
 def test_find_cached_returns_newest_reusable_answer(repo: Repository) -> None:
     run_id = _add_run(repo)
-    old, new, truncated, failed, cached = repo.add_responses(
+    _, new, _, _, _ = repo.add_responses(
         [
             _response(run_id, 0, "echo:a", cache_key="k1", text="old"),
             _response(run_id, 1, "echo:a", cache_key="k1", text="new"),
@@ -255,7 +255,7 @@ def test_feedback_and_decisions_need_existing_rows(repo: Repository) -> None:
         StoreError, match=re.escape("Could not store the Decision for run 'missing'")
     ):
         repo.record_decision("missing", 0, "human", decided_by="ada")
-    with pytest.raises(InvalidFieldError, match="HumanFeedback.value"):
+    with pytest.raises(InvalidFieldError, match=r"HumanFeedback\.value"):
         repo.record_feedback("missing", "rating", 9, rater="ada")
 
 
@@ -379,5 +379,5 @@ def test_comparison_frame_is_items_by_models(repo: Repository) -> None:
     pd.testing.assert_frame_equal(wide, expected, check_dtype=False)
     costs = repo.comparison_frame(run_id, value="output_tokens")
     assert costs.loc[1, "echo:b"] == 0
-    with pytest.raises(InvalidFieldError, match="comparison_frame.value"):
+    with pytest.raises(InvalidFieldError, match=r"comparison_frame\.value"):
         repo.comparison_frame(run_id, value="nonsense")
