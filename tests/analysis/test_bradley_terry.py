@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 from scipy import optimize
 from scipy.special import expit
 
@@ -402,3 +403,51 @@ def test_bootstrap_reports_resamples_without_an_estimate(
     )
     with_prior = bootstrap_bradley_terry(votes, n_resamples=200, seed=0, prior=1.0)
     assert with_prior.attrs["n_failed"] == 0
+
+
+# --- properties ---------------------------------------------------------------------
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 4),
+            st.integers(1, 4),
+            st.sampled_from(["model_a", "model_b", "tie"]),
+        ),
+        min_size=4,
+        max_size=60,
+    )
+)
+def test_bradley_terry_fit_matches_observed_scores(
+    draws: list[tuple[int, int, str]],
+) -> None:
+    # At the maximum, each model's expected score equals its observed score.
+    names = [f"m{i}" for i in range(5)]
+    votes = pd.DataFrame(
+        [(names[a], names[(a + step) % 5], w) for a, step, w in draws],
+        columns=["model_a", "model_b", "winner"],
+    )
+    try:
+        fit = by_model(fit_bradley_terry(votes, prior=0.5))
+    except AnalysisError:
+        return  # too few votes to involve two models, say
+    models = list(fit.index)
+    lam = fit["strength"]
+    expected = dict.fromkeys(models, 0.0)
+    observed = dict.fromkeys(models, 0.0)
+    pairs = [(a, b) for a in models for b in models if a != b]
+    for a, b in pairs:
+        # prior=0.5 adds 0.25 pseudo-votes to each order of a pair, as ties.
+        games = ((votes.model_a == a) & (votes.model_b == b)).sum() + 0.25
+        expected[a] += games * expit(lam[a] - lam[b])
+        expected[b] += games * expit(lam[b] - lam[a])
+        sub = votes[(votes.model_a == a) & (votes.model_b == b)]
+        score_a = (
+            (sub.winner == "model_a").sum() + 0.5 * (sub.winner == "tie").sum() + 0.125
+        )
+        observed[a] += score_a
+        observed[b] += len(sub) + 0.25 - score_a
+    for m in models:
+        assert expected[m] == pytest.approx(observed[m], abs=1e-6), m
