@@ -8,7 +8,7 @@ headers and prices are never copied into the answer.
 from __future__ import annotations
 
 from maquina_nb._redact import get_logger
-from maquina_nb.server.schemas import ModelOut
+from maquina_nb.server.schemas import ModelOut, ModelSource
 
 __all__ = ["configured_models"]
 
@@ -39,6 +39,7 @@ def configured_models() -> list[ModelOut]:
 
     tables = config_tables()
     models: list[ModelOut] = []
+    source: ModelSource
     for name in available_models():
         # Provider prefixes ("openai:") and the aliases' own specs are not names.
         if name.endswith(":") or (name in ALIASES.values() and name not in tables):

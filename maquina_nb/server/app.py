@@ -132,6 +132,7 @@ def create_app(
     allow_start_runs: bool = True,
     poll_interval_s: float = 0.5,
     tail_max_s: float = 6 * 3600.0,
+    max_pending_events: int = 10_000,
 ) -> FastAPI:
     """Build the maquina_nb API over a repository.
 
@@ -149,6 +150,8 @@ def create_app(
             another process polls the database.
         tail_max_s: how long such a WebSocket follows before asking the client
             to reconnect.
+        max_pending_events: events a WebSocket client may fall behind a live
+            run before it is closed (4008) and must reconnect.
 
     Returns:
         The FastAPI application (serve it with uvicorn, or ``maquina-nb serve``).
@@ -162,7 +165,7 @@ def create_app(
     if token is not None:
         register_secret(token)
 
-    hub = RunHub()
+    hub = RunHub(queue_size=max_pending_events)
     launcher = RunLauncher(hub, repository)
 
     @contextlib.asynccontextmanager

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -60,7 +60,7 @@ class StartRunError(Exception):
         self.message = message
 
 
-def _orchestrate() -> Callable[..., Awaitable[Any]]:
+def _orchestrate() -> Callable[..., Coroutine[Any, Any, Any]]:
     from maquina_nb.orchestrator import aorchestrate
 
     return aorchestrate
@@ -168,7 +168,7 @@ class RunLauncher:
 
         # Step 1: submit the run to the background loop.
         kwargs = self._kwargs(body, on_event)
-        future = _loop.submit(
+        future: concurrent.futures.Future[Any] = _loop.submit(
             _orchestrate()(body.template, list(body.models), **kwargs)
         )
 
@@ -291,15 +291,15 @@ async def _stream_live(
             if get not in done:
                 get.cancel()
                 return True
-            event = get.result()
-            if event is None:
-                if subscriber.overflowed:
-                    await websocket.close(
-                        CLOSE_TOO_SLOW, "too slow; reconnect to resume"
-                    )
-                    return True
+            pending = get.result()
+            if subscriber.overflowed:
+                # Dropped by the hub: no more events come; a reconnect resumes
+                # from a fresh snapshot.
+                await websocket.close(CLOSE_TOO_SLOW, "too slow; reconnect to resume")
+                return True
+            if pending is None:
                 break
-            await websocket.send_json(event)
+            await websocket.send_json(pending)
     finally:
         state.hub.unsubscribe(run_id, subscriber)
     await websocket.close(1000)

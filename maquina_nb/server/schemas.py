@@ -32,6 +32,7 @@ __all__ = [
 ]
 
 FeedbackKind = Literal["thumbs", "rating", "comment", "label"]
+ModelSource = Literal["alias", "config", "builtin", "registered"]
 Strategy = Literal["human", "judge", "fastest", "cheapest", "expected", "majority"]
 
 _SHORT = 200
@@ -258,7 +259,7 @@ class ModelOut(BaseModel):
     name: str
     spec: str
     provider: str | None = None
-    source: Literal["alias", "config", "builtin", "registered"] = "alias"
+    source: ModelSource = "alias"
     credentials: str | None = Field(
         default=None, description="ok, missing or malformed (no key is ever shown)."
     )

@@ -163,3 +163,25 @@ def test_websocket_needs_the_token_when_set(seeded: Seeded, repo: Repository) ->
             assert ws.accepted_subprotocol == f"bearer.{token}"
             events, _ = _drain(ws)
         assert events[0]["type"] == "run_started"
+
+
+def test_a_client_too_slow_for_a_live_run_is_closed_with_4008(repo: Repository) -> None:
+    from maquina_nb.orchestrator.events import RunStarted, TextDelta
+
+    run_id = "a" * 32
+    app = create_app(repo, max_pending_events=3)
+    started = RunStarted(run_id, None, ("echo",), (), 1, 1, None, None).to_dict()
+    deltas = [TextDelta(run_id, 0, "echo", 0, f"w{i} ").to_dict() for i in range(10)]
+
+    with TestClient(app) as client:
+        hub = app.state.maquina.hub
+        publish = hub.threadsafe_publisher()
+        publish(started)
+        with client.websocket_connect(f"/api/runs/{run_id}/events") as ws:
+            assert ws.receive_json()["type"] == "run_started"
+            # All ten in one loop callback: the queue of three overflows at once.
+            hub._loop.call_soon_threadsafe(lambda: [hub.publish(d) for d in deltas])
+            events, code = _drain(ws)
+
+    assert code == 4008
+    assert len(events) <= 3
