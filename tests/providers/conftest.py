@@ -6,8 +6,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from maquina_nb.providers import registry, settings
-from maquina_nb.providers import openai as openai_provider
+from maquina_nb.providers import openai as openai_provider, registry, settings
 from maquina_nb.testing import FakeLLMServer
 
 

@@ -63,7 +63,7 @@ async def test_c33_key_with_inner_whitespace_is_refused_before_any_request(
     model = resolve_model("openai:gpt-4o", base_url=fake.openai_base_url)
 
     with pytest.raises(
-        ProviderAuthError, match="from OPENAI_API_KEY .* inside it; copy the key again"
+        ProviderAuthError, match=r"from OPENAI_API_KEY .* inside it; copy the key again"
     ) as caught:
         await model.generate(ask())
 
@@ -130,12 +130,15 @@ async def test_c33_canary_key_leaks_nowhere(
             spec, base_url=url, key_env="MAQUINA_CANARY_KEY", **options
         )
 
-        with pytest.raises(ProviderError) as caught:
+        async def call() -> None:
             if path == "stream-401":
                 async for _ in model.stream(ask()):
                     pass
             else:
                 await model.generate(ask())
+
+        with pytest.raises(ProviderError) as caught:
+            await call()
 
         expected = {
             "openai-401-echo": ProviderAuthError,

@@ -73,7 +73,7 @@ async def test_replay_answers_both_turns_of_every_question(name: str) -> None:
 
     recorded = {
         row["question_id"]: row["choices"][0]["turns"]
-        for row in map(json.loads, gzip.open(source))
+        for row in map(json.loads, gzip.decompress(source.read_bytes()).splitlines())
     }
     model = resolve_model(f"replay:{name}")
 

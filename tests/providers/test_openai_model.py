@@ -75,7 +75,8 @@ async def test_generate_sends_the_request_and_reads_the_answer(
     ) == (9, 3, 4)
     assert completion.model_id == "gpt-4o"
     assert completion.raw["id"].startswith("chatcmpl-")
-    assert completion.latency_s is not None and completion.latency_s > 0
+    assert completion.latency_s is not None
+    assert completion.latency_s > 0
     # gpt-4o: $2.50 per M input ($1.25 cached), $10 per M output.
     assert completion.cost_usd == pytest.approx((5 * 2.5 + 4 * 1.25 + 3 * 10) / 1e6)
 
@@ -101,7 +102,8 @@ async def test_stream_yields_deltas_then_usage_from_the_last_chunk(
     assert completion.text == "One two three"
     assert (completion.input_tokens, completion.output_tokens) == (5, 3)
     assert fake.requests[0].body["stream_options"] == {"include_usage": True}
-    assert completion.ttft_s is not None and completion.ttft_s <= completion.latency_s
+    assert completion.ttft_s is not None
+    assert completion.ttft_s <= completion.latency_s
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])

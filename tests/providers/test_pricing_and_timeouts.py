@@ -94,7 +94,7 @@ async def test_first_token_timeout_is_not_retried(fake: FakeLLMServer) -> None:
     )
 
     with pytest.raises(
-        ProviderTimeoutError, match="took longer than 0.1s for the first token"
+        ProviderTimeoutError, match=r"took longer than 0\.1s for the first token"
     ):
         async for _ in model.stream(ask()):
             pass
@@ -112,7 +112,7 @@ async def test_total_timeout_for_a_plain_call(fake: FakeLLMServer) -> None:
     )
 
     with pytest.raises(
-        ProviderTimeoutError, match="took longer than 0.1s for the whole call"
+        ProviderTimeoutError, match=r"took longer than 0\.1s for the whole call"
     ):
         await model.generate(ask())
 

@@ -77,7 +77,7 @@ def test_unknown_spec_names_close_matches(spec: str, suggestion: str) -> None:
 def test_unknown_setting_is_refused_with_a_hint() -> None:
     with pytest.raises(
         ConfigurationError,
-        match="Unknown setting 'requests_per_minut'.*'requests_per_minute'",
+        match=r"Unknown setting 'requests_per_minut'.*'requests_per_minute'",
     ):
         resolve_model("gpt-4o", requests_per_minut=5)
 

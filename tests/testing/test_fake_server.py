@@ -11,7 +11,6 @@ import openai
 import pytest
 
 from maquina_nb.testing import FakeLLMServer, Reply
-from maquina_nb.testing.pytest_plugin import fake_llm_server  # noqa: F401 - the fixture under test
 
 
 def raw_request(
@@ -44,7 +43,7 @@ def test_binds_loopback_on_a_free_port() -> None:
         assert one.openai_base_url == f"http://127.0.0.1:{one.port}/v1"
         assert one.anthropic_base_url == f"http://127.0.0.1:{one.port}"
     with (
-        pytest.raises(OSError),
+        pytest.raises(ConnectionRefusedError),
         socket.create_connection(("127.0.0.1", one.port), timeout=1),
     ):
         pass
@@ -81,7 +80,8 @@ def test_openai_sse_has_the_usage_chunk_only_when_asked() -> None:
             client.chat.completions.create(model="m", messages=messages, stream=True)
         )
 
-        assert with_usage[-1].choices == [] and with_usage[-1].usage.prompt_tokens == 1
+        assert with_usage[-1].choices == []
+        assert with_usage[-1].usage.prompt_tokens == 1
         assert all(chunk.usage is None for chunk in without)
 
 
@@ -135,10 +135,8 @@ def test_scripted_status_headers_and_body_and_the_log() -> None:
         )
 
         assert other_model[0] == 200
-        assert (
-            limited[0] == 429
-            and limited[1]["retry-after"] == "Wed, 21 Oct 2026 07:28:00 GMT"
-        )
+        assert limited[0] == 429
+        assert limited[1]["retry-after"] == "Wed, 21 Oct 2026 07:28:00 GMT"
         assert overloaded[0] == 529
         assert json.loads(overloaded[2])["error"]["type"] == "overloaded_error"
         assert [(r.model, r.status, r.api) for r in fake.requests] == [
@@ -206,11 +204,15 @@ def test_truncated_stream_drops_the_connection() -> None:
             base_url=fake.openai_base_url, api_key="k", max_retries=0
         )
         seen = []
-        with pytest.raises(openai.APIConnectionError):
+
+        def read_all() -> None:
             for chunk in client.chat.completions.create(
                 model="m", messages=[], stream=True
             ):
-                seen += [c.delta.content for c in chunk.choices]
+                seen.extend(c.delta.content for c in chunk.choices)
+
+        with pytest.raises(openai.APIConnectionError):
+            read_all()
     assert seen == ["", "a", "b"]
 
 
@@ -227,7 +229,8 @@ def test_utf8_split_arrives_in_separate_chunks() -> None:
 
 def test_pytest_fixture_points_the_sdks_at_the_fake(
     fake_llm_server: FakeLLMServer,
-) -> None:  # noqa: F811
+) -> None:
+    # The fixture comes from maquina_nb.testing.pytest_plugin, loaded in conftest.py.
     client = openai.OpenAI(max_retries=0)
 
     answer = client.chat.completions.create(

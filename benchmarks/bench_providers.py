@@ -1,0 +1,229 @@
+"""Speed of the model layer against bare SDK calls, and the fake server's capacity.
+
+Targets (issue 3):
+
+- the model layer's own cost per call is at most 1.05x a bare SDK call against
+  the same fake server at the same concurrency (plain and streamed, OpenAI and
+  Anthropic). The bare call is ``AsyncOpenAI``/``AsyncAnthropic`` with
+  ``max_retries=0``; ours adds limits, retries, error mapping, usage and cost;
+- the fake server holds 500 requests in flight with latency within 20% of the
+  configured delay.
+
+The fake server runs in a separate process so that its work does not share the
+benchmark's interpreter lock. Rounds alternate bare and layer runs; the median
+round is reported.
+
+Run with ``python -m benchmarks.bench_providers`` (or ``python -m benchmarks``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+CONCURRENCY = 32
+CALLS = 600
+ROUNDS = 5
+LATENCY = 0.02
+CAPACITY_IN_FLIGHT = 500
+CAPACITY_DELAY = 0.5
+
+_SERVER = """
+import sys, time
+from maquina_nb.testing import FakeLLMServer, Reply
+fake = FakeLLMServer().start()
+fake.default_reply = Reply(text="The quick brown fox jumps over the lazy dog " * 4, latency=float(sys.argv[1]))
+print(fake.port, flush=True)
+sys.stdin.read()
+"""
+
+
+def start_server(latency: float) -> tuple[subprocess.Popen[str], int]:
+    process = subprocess.Popen(
+        [sys.executable, "-c", _SERVER, str(latency)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    port = int(process.stdout.readline())
+    return process, port
+
+
+def stop_server(process: subprocess.Popen[str]) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+async def timed(
+    call: Callable[[], Awaitable[Any]], calls: int, concurrency: int
+) -> float:
+    semaphore = asyncio.Semaphore(concurrency)
+
+    async def one() -> None:
+        async with semaphore:
+            await call()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one() for _ in range(calls)))
+    return time.perf_counter() - started
+
+
+async def compare(port: int) -> dict[str, float]:
+    import anthropic
+    import openai
+
+    from maquina_nb.providers import Completion, Message, ModelRequest, resolve_model
+
+    base = f"http://127.0.0.1:{port}"
+    messages = [{"role": "user", "content": "Say something"}]
+    request = ModelRequest((Message("user", "Say something"),), max_tokens=64)
+    bare_openai = openai.AsyncOpenAI(
+        base_url=f"{base}/v1", api_key="sk-bench-key", max_retries=0
+    )
+    bare_claude = anthropic.AsyncAnthropic(
+        base_url=base, api_key="sk-ant-bench-key", max_retries=0
+    )
+    gpt = resolve_model("openai:gpt-4o", base_url=f"{base}/v1", api_key="sk-bench-key")
+    claude = resolve_model(
+        "anthropic:claude-sonnet-4-5", base_url=base, api_key="sk-ant-bench-key"
+    )
+
+    async def bare_openai_plain() -> None:
+        await bare_openai.chat.completions.create(
+            model="gpt-4o", messages=messages, max_tokens=64
+        )
+
+    async def bare_openai_stream() -> None:
+        stream = await bare_openai.chat.completions.create(
+            model="gpt-4o",
+            messages=messages,
+            max_tokens=64,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        async for _ in stream:
+            pass
+
+    async def bare_claude_plain() -> None:
+        await bare_claude.messages.create(
+            model="claude-sonnet-4-5", messages=messages, max_tokens=64
+        )
+
+    async def bare_claude_stream() -> None:
+        stream = await bare_claude.messages.create(
+            model="claude-sonnet-4-5", messages=messages, max_tokens=64, stream=True
+        )
+        async for _ in stream:
+            pass
+
+    async def drain(model: Any) -> None:
+        async for item in model.stream(request):
+            if isinstance(item, Completion):
+                return
+
+    pairs = {
+        "openai plain": (bare_openai_plain, lambda: gpt.generate(request)),
+        "openai stream": (bare_openai_stream, lambda: drain(gpt)),
+        "anthropic plain": (bare_claude_plain, lambda: claude.generate(request)),
+        "anthropic stream": (bare_claude_stream, lambda: drain(claude)),
+    }
+
+    # Warm up both paths (imports, connections, genai-prices data).
+    for bare, ours in pairs.values():
+        await timed(bare, CONCURRENCY, CONCURRENCY)
+        await timed(ours, CONCURRENCY, CONCURRENCY)
+
+    ratios: dict[str, float] = {}
+    for name, (bare, ours) in pairs.items():
+        bare_times, our_times = [], []
+        for _ in range(ROUNDS):
+            bare_times.append(await timed(bare, CALLS, CONCURRENCY))
+            our_times.append(await timed(ours, CALLS, CONCURRENCY))
+        bare_s, our_s = statistics.median(bare_times), statistics.median(our_times)
+        ratios[name] = our_s / bare_s
+        print(
+            f"  {name:17s} bare {bare_s * 1e3 / CALLS:6.3f} ms/call   layer "
+            f"{our_s * 1e3 / CALLS:6.3f} ms/call   ratio {our_s / bare_s:5.3f}  (target <= 1.05)"
+        )
+    await bare_openai.close()
+    await bare_claude.close()
+    await gpt.aclose()
+    await claude.aclose()
+    return ratios
+
+
+async def capacity(port: int, in_flight: int, delay: float) -> list[float]:
+    payload = json.dumps(
+        {"model": "m", "messages": [{"role": "user", "content": "x"}]}
+    ).encode()
+    head = (
+        b"POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n"
+        b"content-length: %d\r\n\r\n" % len(payload)
+    )
+    start_line = asyncio.Event()
+
+    async def one() -> float:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        await start_line.wait()
+        started = time.perf_counter()
+        writer.write(head + payload)
+        await writer.drain()
+        await reader.read()
+        elapsed = time.perf_counter() - started
+        writer.close()
+        return elapsed
+
+    tasks = [asyncio.create_task(one()) for _ in range(in_flight)]
+    await asyncio.sleep(0.5)  # let every connection open first
+    start_line.set()
+    return list(await asyncio.wait_for(asyncio.gather(*tasks), timeout=120))
+
+
+def main() -> None:
+    print(
+        f"model layer vs bare SDK ({CALLS} calls, {CONCURRENCY} in flight, fake latency {LATENCY * 1e3:.0f} ms):"
+    )
+    process, port = start_server(LATENCY)
+    try:
+        ratios = asyncio.run(compare(port))
+    finally:
+        stop_server(process)
+
+    print(
+        f"fake server capacity ({CAPACITY_IN_FLIGHT} in flight, configured delay {CAPACITY_DELAY}s):"
+    )
+    process, port = start_server(CAPACITY_DELAY)
+    try:
+        latencies = sorted(
+            asyncio.run(capacity(port, CAPACITY_IN_FLIGHT, CAPACITY_DELAY))
+        )
+    finally:
+        stop_server(process)
+    p50 = statistics.median(latencies)
+    p95 = latencies[int(0.95 * len(latencies)) - 1]
+    worst = latencies[-1]
+    print(
+        f"  latency / delay: p50 {p50 / CAPACITY_DELAY:5.3f}  p95 {p95 / CAPACITY_DELAY:5.3f}  "
+        f"max {worst / CAPACITY_DELAY:5.3f}  (target max <= 1.20)"
+    )
+    worst_ratio = max(ratios.values())
+    print(
+        f"worst layer/bare ratio {worst_ratio:.3f}; capacity max/delay {worst / CAPACITY_DELAY:.3f}"
+    )
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("MAQUINA_NB_LOG", "")
+    main()
