@@ -437,6 +437,16 @@ class ComparisonState:
                     batch.append((key, cell["text"]))
             return batch
 
+    def unrendered(self, items: int) -> list[tuple[str, str]]:
+        """Return finished cells of the first ``items`` items still to render."""
+        with self.lock:
+            first = {item["index"] for item in self.items[:items]}
+            return [
+                (key, cell["text"])
+                for key, cell in self.cells.items()
+                if cell["item"] in first and self._unrendered(key)
+            ]
+
     def set_html(self, key: str, text: str, html: str) -> None:
         """Store rendered HTML, unless the cell's text changed meanwhile."""
         with self.lock:

@@ -16,7 +16,13 @@ from typing import Any
 
 from maquina_nb.notebook.render import escape_text
 
-__all__ = ["PLACEHOLDERS", "render_static_html", "render_static_text", "status_label"]
+__all__ = [
+    "MAX_STATIC_ITEMS",
+    "PLACEHOLDERS",
+    "render_static_html",
+    "render_static_text",
+    "status_label",
+]
 
 MAX_STATIC_ITEMS = 50
 """Items shown in the static table; the rest are counted in a closing line."""

@@ -27,7 +27,11 @@ from maquina_nb._redact import get_logger
 from maquina_nb.notebook._cells import DEFAULT_DISPLAY_CAP
 from maquina_nb.notebook._state import ComparisonState
 from maquina_nb.notebook.render import render_markdown
-from maquina_nb.notebook.static_html import render_static_html, render_static_text
+from maquina_nb.notebook.static_html import (
+    MAX_STATIC_ITEMS,
+    render_static_html,
+    render_static_text,
+)
 from maquina_nb.orchestrator.events import Event
 
 if TYPE_CHECKING:
@@ -249,6 +253,12 @@ class ComparisonWidget(anywidget.AnyWidget):
         if bundle is None:
             return None
         data, metadata = bundle
+
+        # The static table shows Markdown the flusher has not rendered yet, too.
+        for key, text in self._state.unrendered(MAX_STATIC_ITEMS):
+            self._state.set_html(key, text, render_markdown(text))
+        if self._state.has_work:
+            self._ensure_flusher()
         snapshot = self._state.snapshot()
         data = {
             **data,

@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import pytest
+from _html_checks import C32_PAYLOADS, assert_inert, visible_text
+from _widget_harness import comms
+
+from maquina_nb.notebook._state import ComparisonState
+from maquina_nb.notebook.static_html import render_static_html, render_static_text
+from maquina_nb.notebook.widget import ComparisonWidget
+from maquina_nb.orchestrator.events import ResponseFailed, ResponseFinished, RunFinished
+
+pytestmark = pytest.mark.usefixtures(comms.__name__)
+
+
+def _state(items: int, text: str = "**bold** answer") -> ComparisonState:
+    state = ComparisonState(
+        "r", ["m1", "m2"], [f"prompt {i}" for i in range(items)], name="static"
+    )
+    for i in range(items):
+        state.apply(
+            ResponseFinished(
+                "r", i, "m1", 0, f"a{i}", text, "done", "stop", 3, 4, 0.5, 1.0, 0.2
+            )
+        )
+        state.apply(
+            ResponseFailed(
+                "r", i, "m2", 0, f"b{i}", "failed", "timeout", "no reply in 30 s"
+            )
+        )
+    state.apply(RunFinished("r", "partial", items, items, 2 * items, 0.5 * items, 3.0))
+    return state
+
+
+def test_static_html_without_rendering_shows_escaped_text() -> None:
+    state = _state(1, C32_PAYLOADS[2] + " **x**")
+
+    html = render_static_html(state.snapshot())
+
+    assert_inert(html)
+    assert C32_PAYLOADS[2] + " **x**" in visible_text(html)
+    assert "[failed (timeout)]" in visible_text(html)
+    assert "no reply in 30 s" in visible_text(html)
+
+
+def test_widget_bundle_renders_markdown_for_the_static_table() -> None:
+    widget = ComparisonWidget("r", ["m1", "m2"], [], _state=_state(3))
+
+    html = widget._repr_mimebundle_()[0]["text/html"]
+
+    assert html.count("<strong>bold</strong> answer") == 3
+    assert_inert(html)
+    widget.close()
+
+
+def test_static_html_bounds_items_and_counts_the_rest() -> None:
+    state = _state(60)
+    for key, text in state.unrendered(60):
+        state.set_html(key, text, "<p>x</p>")
+
+    html = render_static_html(state.snapshot())
+
+    assert html.count("<tr") == 51  # header row + 50 items
+    assert "… and 10 more items" in html
+    text = render_static_text(state.snapshot())
+    assert (
+        text.splitlines()[0]
+        == "Comparison static: 60/120 done · 60 failed · $30.0000 · 3.0 s · partial"
+    )
+    assert text.splitlines()[-1] == "… and 50 more items"
+
+
+def test_static_html_cuts_very_long_answers() -> None:
+    state = ComparisonState("r", ["m1"], ["p"])
+    state.apply(ResponseFinished("r", 0, "m1", 0, "a", "word " * 5000, "done", "stop"))
+
+    html = render_static_html(state.snapshot())
+
+    assert len(html) < 5_000
+    assert html.count("word") == 600
