@@ -304,30 +304,29 @@ def _record_votes(
     item_index: int,
     results: list[tuple[ModelResponse, ModelResponse, PairJudgment]],
 ) -> None:
-    from maquina_nb.db.votes import record_vote
+    from maquina_nb.db.votes import record_votes
 
     rater = f"judge:{judge.spec}"
     side = {"a": "left", "b": "right", "tie": "tie"}
     mirrored = {"a": "right", "b": "left", "tie": "tie"}
+    votes = []
     for a, b, judgment in results:
         # Forward showed a on the left; backward showed b on the left.
-        if judgment.forward.winner is not None:
-            record_vote(
-                repository,
-                left_response_id=a.id,
-                right_response_id=b.id,
-                winner=side[judgment.forward.winner],  # type: ignore[arg-type]
-                rater=rater,
-                run_id=run_id,
-                item_index=item_index,
+        shown = (
+            (a.id, b.id, judgment.forward.winner, side),
+            (b.id, a.id, judgment.backward.winner, mirrored),
+        )
+        for left, right, verdict, to_side in shown:
+            if verdict is None:
+                continue
+            votes.append(
+                {
+                    "left_response_id": left,
+                    "right_response_id": right,
+                    "winner": to_side[verdict],
+                    "rater": rater,
+                    "run_id": run_id,
+                    "item_index": item_index,
+                }
             )
-        if judgment.backward.winner is not None:
-            record_vote(
-                repository,
-                left_response_id=b.id,
-                right_response_id=a.id,
-                winner=mirrored[judgment.backward.winner],  # type: ignore[arg-type]
-                rater=rater,
-                run_id=run_id,
-                item_index=item_index,
-            )
+    record_votes(repository, votes)

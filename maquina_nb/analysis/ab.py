@@ -200,17 +200,9 @@ class ABTest:
         self, pair: BlindPair, winner: str, *, rater: str | None = None
     ) -> str:
         """Store a vote on ``pair`` as shown (``left``, ``right`` or ``tie``)."""
-        from maquina_nb.db.votes import record_vote
+        from maquina_nb.db.votes import record_votes
 
-        return record_vote(
-            self.repository,
-            left_response_id=pair.left.response_id,
-            right_response_id=pair.right.response_id,
-            winner=winner,  # type: ignore[arg-type]
-            rater=rater,
-            run_id=pair.run_id,
-            item_index=pair.item_index,
-        )
+        return record_votes(self.repository, [_vote_row(pair, winner, rater)])[0]
 
     def judge(
         self, judge: str | Judge, *, reference: str | None = None
@@ -237,15 +229,24 @@ class ABTest:
         ]
         judgments = run_sync(judge.acompare_many(tasks))
 
-        rows = []
+        # Both orderings become votes, stored in one transaction.
+        from maquina_nb.db.votes import record_votes
+
         rater = f"judge:{judge.spec}"
+        votes = []
         for pair, judgment in zip(self.pairs, judgments, strict=True):
-            if judgment.forward.winner is not None:
-                self.record_vote(pair, _SIDE[judgment.forward.winner], rater=rater)
-            if judgment.backward.winner is not None:
-                self.record_vote(
-                    pair.swapped(), _MIRROR[judgment.backward.winner], rater=rater
-                )
+            orders = (
+                (pair, judgment.forward.winner, _SIDE),
+                (pair.swapped(), judgment.backward.winner, _MIRROR),
+            )
+            for shown, verdict, to_side in orders:
+                if verdict is not None:
+                    votes.append(_vote_row(shown, to_side[verdict], rater))
+        record_votes(self.repository, votes)
+
+        # One judge decision per pair, with both replies as the rationale.
+        rows = []
+        for pair, judgment in zip(self.pairs, judgments, strict=True):
             outcome = None if judgment.outcome is None else _SIDE[judgment.outcome]
             decision_id = None
             if outcome is not None:
@@ -345,6 +346,17 @@ class ABTest:
 _SIDE = {"a": "left", "b": "right", "tie": "tie"}
 # The backward ordering showed answer b on the left.
 _MIRROR = {"a": "right", "b": "left", "tie": "tie"}
+
+
+def _vote_row(pair: BlindPair, winner: str, rater: str | None) -> dict[str, Any]:
+    return {
+        "left_response_id": pair.left.response_id,
+        "right_response_id": pair.right.response_id,
+        "winner": winner,
+        "rater": rater,
+        "run_id": pair.run_id,
+        "item_index": pair.item_index,
+    }
 
 
 def _variable(test: ABTest, pair: BlindPair, name: str) -> str | None:

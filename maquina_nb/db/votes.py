@@ -14,8 +14,8 @@ The table is added by Alembic revision 0002 (``add pairwise votes``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Literal
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import (
     CheckConstraint,
@@ -24,13 +24,16 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    insert,
     select,
+    type_coerce,
 )
-from sqlalchemy.orm import Mapped, Session, aliased, mapped_column, validates
+from sqlalchemy.orm import Mapped, aliased, mapped_column, validates
 
 from maquina_nb._redact import get_logger, redact
 from maquina_nb.db.ids import new_id
 from maquina_nb.db.models import Base, ModelResponse, TimestampMixin
+from maquina_nb.db.types import utcnow
 from maquina_nb.db.validation import check_choice, check_non_empty, check_non_negative
 from maquina_nb.errors import InvalidFieldError, StoreError
 
@@ -44,6 +47,7 @@ __all__ = [
     "VOTE_WINNERS",
     "PairwiseVote",
     "record_vote",
+    "record_votes",
     "votes_frame",
 ]
 
@@ -67,6 +71,17 @@ VOTES_COLUMNS: tuple[str, ...] = (
 )
 
 _ARENA_WINNER = {"left": "model_a", "right": "model_b", "tie": "tie"}
+_STRING_COLUMNS = (
+    "id",
+    "run_id",
+    "model_a",
+    "model_b",
+    "left_response_id",
+    "right_response_id",
+    "rater",
+)
+# Ids per IN (...) lookup; far below SQLite's limit on bound parameters.
+_LOOKUP_CHUNK = 500
 
 Winner = Literal["left", "right", "tie"]
 
@@ -163,52 +178,103 @@ def record_vote(
             on both sides.
         StoreError: either response does not exist.
     """
-    check_choice("PairwiseVote", "winner", winner, VOTE_WINNERS)
-    if left_response_id == right_response_id:
-        raise InvalidFieldError(
-            "PairwiseVote",
-            "right_response_id",
-            right_response_id,
-            "a different response than the left one",
-        )
-    if rater is None:
-        from maquina_nb.config import rater_name
+    vote = {
+        "left_response_id": left_response_id,
+        "right_response_id": right_response_id,
+        "winner": winner,
+        "rater": rater,
+        "run_id": run_id,
+        "item_index": item_index,
+    }
+    return record_votes(target, [vote])[0]
 
-        rater = rater_name()
+
+def record_votes(
+    target: Repository | Engine, votes: Sequence[Mapping[str, Any]]
+) -> list[str]:
+    """Store several votes in one transaction and return their ids, in order.
+
+    Each vote is a mapping with the keyword arguments of :func:`record_vote`
+    (``left_response_id``, ``right_response_id``, ``winner`` and, optionally,
+    ``rater``, ``run_id``, ``item_index``). Nothing is stored unless every vote
+    is valid.
+
+    Raises:
+        InvalidFieldError: a vote has an unknown winner, an empty rater, a
+            negative item, or the same response on both sides.
+        StoreError: a response does not exist.
+    """
+    rows = [_checked(vote) for vote in votes]
+    if not rows:
+        return []
+    wanted = sorted(
+        {r[k] for r in rows for k in ("left_response_id", "right_response_id")}
+    )
+    responses = ModelResponse.__table__
 
     # BEGIN IMMEDIATE on SQLite: take the write lock before reading, as every
     # repository writer does, so the read-then-insert cannot hit a lock upgrade.
     writer = _engine(target).execution_options(sqlite_immediate=True)
-    with Session(writer, expire_on_commit=False) as session, session.begin():
-        # Both responses must exist; the left one supplies the defaults.
-        found = dict(
-            session.execute(
-                select(ModelResponse.id, ModelResponse).where(
-                    ModelResponse.id.in_((left_response_id, right_response_id))
-                )
-            ).all()
-        )
-        for response_id in (left_response_id, right_response_id):
-            if response_id not in found:
-                raise StoreError(
-                    f"No response with id {response_id!r}; pass the id of a stored "
-                    "response (see responses_frame())."
-                )
-        left = found[left_response_id]
-        vote = PairwiseVote(
-            run_id=run_id if run_id is not None else left.run_id,
-            item_index=item_index if item_index is not None else left.item_index,
-            left_response_id=left_response_id,
-            right_response_id=right_response_id,
-            winner=winner,
-            rater=rater,
-        )
-        session.add(vote)
-        session.flush()
-        vote_id = vote.id
+    with writer.begin() as connection:
+        # Every response must exist; the left one supplies the run and item.
+        found: dict[str, tuple[str, int]] = {}
+        for start in range(0, len(wanted), _LOOKUP_CHUNK):
+            chunk = wanted[start : start + _LOOKUP_CHUNK]
+            query = select(responses.c.id, responses.c.run_id, responses.c.item_index)
+            for response_id, run, item in connection.execute(
+                query.where(responses.c.id.in_(chunk))
+            ):
+                found[response_id] = (run, item)
+        missing = [i for i in wanted if i not in found]
+        if missing:
+            raise StoreError(
+                f"No response with id {missing[0]!r}; pass the id of a stored "
+                "response (see responses_frame())."
+            )
 
-    logger.debug("vote %s stored: %s by %s", vote_id, winner, rater)
-    return vote_id
+        now = utcnow()
+        for row in rows:
+            left_run, left_item = found[row["left_response_id"]]
+            row["id"] = new_id()
+            row["run_id"] = row["run_id"] if row["run_id"] is not None else left_run
+            if row["item_index"] is None:
+                row["item_index"] = left_item
+            row["created_at"] = row["updated_at"] = now
+        connection.execute(insert(PairwiseVote), rows)
+
+    logger.debug("%d pairwise vote(s) stored", len(rows))
+    return [row["id"] for row in rows]
+
+
+def _checked(vote: Mapping[str, Any]) -> dict[str, Any]:
+    left, right = vote.get("left_response_id"), vote.get("right_response_id")
+    check_non_empty("PairwiseVote", "left_response_id", left)
+    check_non_empty("PairwiseVote", "right_response_id", right)
+    if left == right:
+        raise InvalidFieldError(
+            "PairwiseVote",
+            "right_response_id",
+            right,
+            "a different response than the left one",
+        )
+    check_choice("PairwiseVote", "winner", vote.get("winner"), VOTE_WINNERS)
+    rater = vote.get("rater")
+    if rater is None:
+        from maquina_nb.config import rater_name
+
+        rater = rater_name()
+    check_non_empty("PairwiseVote", "rater", rater)
+    item_index = vote.get("item_index")
+    if item_index is not None:
+        check_non_negative("PairwiseVote", "item_index", item_index, integer=True)
+    return {
+        "left_response_id": left,
+        "right_response_id": right,
+        "winner": vote["winner"],
+        "rater": rater,
+        "run_id": vote.get("run_id"),
+        "item_index": item_index,
+    }
 
 
 def votes_frame(
@@ -233,8 +299,14 @@ def votes_frame(
     """
     import pandas as pd
 
+    engine = _engine(target)
     left = aliased(ModelResponse)
     right = aliased(ModelResponse)
+    created_at: Any = PairwiseVote.created_at
+    if engine.dialect.name == "sqlite":
+        # SQLite stores UTC text; pandas parses a whole column far faster than
+        # SQLAlchemy converts row by row.
+        created_at = type_coerce(PairwiseVote.created_at, String)
     query = (
         select(
             PairwiseVote.id,
@@ -246,7 +318,7 @@ def votes_frame(
             PairwiseVote.left_response_id,
             PairwiseVote.right_response_id,
             PairwiseVote.rater,
-            PairwiseVote.created_at,
+            created_at.label("created_at"),
         )
         .join(left, left.id == PairwiseVote.left_response_id)
         .join(right, right.id == PairwiseVote.right_response_id)
@@ -258,21 +330,17 @@ def votes_frame(
     if rater is not None:
         query = query.where(PairwiseVote.rater == rater)
 
-    with _engine(target).connect() as connection:
-        rows = list(connection.execute(query).all())
+    with engine.connect() as connection:
+        rows = connection.execute(query).fetchall()
 
-    frame = pd.DataFrame(rows, columns=list(VOTES_COLUMNS))
+    # Column-wise construction: pandas probes each Row object otherwise.
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in VOTES_COLUMNS]
+    frame = pd.DataFrame(dict(zip(VOTES_COLUMNS, columns, strict=True)))
     frame["winner"] = frame["winner"].map(_ARENA_WINNER).astype("string")
     frame["item_index"] = frame["item_index"].astype("Int64")
-    frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True)
-    for column in (
-        "id",
-        "run_id",
-        "model_a",
-        "model_b",
-        "left_response_id",
-        "right_response_id",
-        "rater",
-    ):
+    frame["created_at"] = pd.to_datetime(
+        frame["created_at"], utc=True, format="ISO8601"
+    )
+    for column in _STRING_COLUMNS:
         frame[column] = frame[column].astype("string")
     return frame

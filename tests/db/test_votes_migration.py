@@ -275,3 +275,22 @@ def test_votes_cascade_with_their_run(repository: Repository) -> None:
             connection.exec_driver_sql("SELECT count(*) FROM pairwise_votes").scalar()
             == 0
         )
+
+
+def test_record_votes_is_all_or_nothing(repository: Repository) -> None:
+    from maquina_nb.db.votes import record_votes
+
+    run_id, left, right = _two_responses(repository)
+    good = {"left_response_id": left, "right_response_id": right, "winner": "left"}
+
+    with pytest.raises(StoreError, match="No response with id"):
+        record_votes(repository, [good, {**good, "right_response_id": "e" * 32}])
+    with pytest.raises(InvalidFieldError, match=re.escape("PairwiseVote.rater")):
+        record_votes(repository, [good, {**good, "rater": "  "}])
+    assert votes_frame(repository).empty
+
+    ids = record_votes(repository, [good, {**good, "winner": "tie", "item_index": 9}])
+    frame = votes_frame(repository, run_id)
+    assert list(frame["id"]) == ids
+    assert list(frame["item_index"]) == [3, 9]
+    assert record_votes(repository, []) == []
