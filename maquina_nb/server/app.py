@@ -172,7 +172,9 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         hub.bind(asyncio.get_running_loop())
         yield
-        launcher.cancel_all()
+        # Runs still going are cancelled (they keep what finished, status
+        # "cancelled"); waiting for them happens off the loop.
+        await asyncio.to_thread(launcher.cancel_all)
 
     app = FastAPI(
         title="maquina_nb",
