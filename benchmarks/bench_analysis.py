@@ -71,7 +71,11 @@ def scipy_vote_level_fit(votes: pd.DataFrame) -> pd.Series:
         return float(loss), -grad[1:]
 
     result = optimize.minimize(
-        objective, np.zeros(n - 1), jac=True, method="L-BFGS-B", options={"gtol": 1e-8, "ftol": 1e-15}
+        objective,
+        np.zeros(n - 1),
+        jac=True,
+        method="L-BFGS-B",
+        options={"gtol": 1e-8, "ftol": 1e-15},
     )
     lam = np.concatenate([[0.0], result.x])
     return pd.Series(lam - lam.mean(), index=[str(x) for x in names])

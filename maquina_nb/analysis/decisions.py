@@ -27,6 +27,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from maquina_nb._redact import get_logger
+from maquina_nb.analysis._decision_rows import (
+    ANSWERED,
+    DECISION_COLUMNS,
+    decision_row,
+    decisions_frame,
+    group_items,
+    usable_responses,
+)
 from maquina_nb.analysis._votes import AnalysisError
 from maquina_nb.analysis.answers import (
     Extractor,
@@ -53,95 +61,7 @@ __all__ = [
 
 logger = get_logger(__name__)
 
-DECISION_COLUMNS = (
-    "run_id",
-    "item_index",
-    "strategy",
-    "outcome",
-    "winner_response_id",
-    "winner_model_spec",
-    "decided_by",
-    "rationale",
-    "details",
-)
-_ANSWERED = ("done", "cached", "truncated")
 _MATCH_RULES = ("exact", "normalized", "regex", "contains")
-
-
-# --- shared steps ---------------------------------------------------------------
-
-
-def _usable(
-    responses: pd.DataFrame,
-    *,
-    sample_index: int | None,
-    models: Sequence[str] | None,
-    statuses: Sequence[str],
-    need: Sequence[str] = (),
-) -> pd.DataFrame:
-    """Return the answered responses, with ``response_id`` and ``run_id`` columns."""
-    import pandas as pd
-
-    frame = responses.copy()
-    if "response_id" not in frame.columns and "id" in frame.columns:
-        frame = frame.rename(columns={"id": "response_id"})
-    if "run_id" not in frame.columns:
-        frame["run_id"] = None
-    missing = [
-        c
-        for c in ("response_id", "item_index", "model_spec", *need)
-        if c not in frame.columns
-    ]
-    if missing:
-        raise AnalysisError(
-            f"The responses frame lacks the column(s) {missing!r}; pass the frame "
-            "from Run.to_pandas() or Repository.responses_frame()."
-        )
-    keep = pd.Series(True, index=frame.index)
-    if "status" in frame.columns:
-        keep &= frame["status"].astype(str).isin(statuses)
-    if sample_index is not None and "sample_index" in frame.columns:
-        keep &= frame["sample_index"].fillna(0).astype(int) == sample_index
-    if models is not None:
-        keep &= frame["model_spec"].astype(str).isin([str(m) for m in models])
-    return frame[keep]
-
-
-def _items(frame: pd.DataFrame) -> list[tuple[Any, int, pd.DataFrame]]:
-    groups = frame.groupby(["run_id", "item_index"], sort=True, dropna=False)
-    return [(run_id, int(item), group) for (run_id, item), group in groups]
-
-
-def _decision(
-    run_id: Any,
-    item_index: int,
-    strategy: str,
-    decided_by: str,
-    winners: pd.DataFrame,
-    rationale: str,
-    details: dict[str, Any],
-) -> dict[str, Any]:
-    single = len(winners) == 1
-    outcome = "winner" if single else ("tie" if len(winners) > 1 else "none")
-    return {
-        "run_id": run_id,
-        "item_index": item_index,
-        "strategy": strategy,
-        "outcome": outcome,
-        "winner_response_id": str(winners["response_id"].iloc[0]) if single else None,
-        "winner_model_spec": str(winners["model_spec"].iloc[0]) if single else None,
-        "decided_by": decided_by,
-        "rationale": rationale,
-        "details": details,
-    }
-
-
-def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    import pandas as pd
-
-    frame = pd.DataFrame(rows, columns=list(DECISION_COLUMNS))
-    frame["item_index"] = frame["item_index"].astype("Int64")
-    return frame
 
 
 def _decide_by_minimum(
@@ -156,7 +76,7 @@ def _decide_by_minimum(
 ) -> pd.DataFrame:
     import pandas as pd
 
-    frame = _usable(
+    frame = usable_responses(
         responses,
         sample_index=sample_index,
         models=models,
@@ -165,7 +85,7 @@ def _decide_by_minimum(
     )
     frame = frame.assign(_value=pd.to_numeric(frame[column], errors="coerce"))
     rows = []
-    for run_id, item, group in _items(frame):
+    for run_id, item, group in group_items(frame):
         known = group[group["_value"].notna()]
         details = {
             "metric": column,
@@ -183,7 +103,7 @@ def _decide_by_minimum(
         }
         if known.empty:
             rows.append(
-                _decision(run_id, item, strategy, f"rule:{strategy}", known,
+                decision_row(run_id, item, strategy, f"rule:{strategy}", known,
                           f"No answered response has a known {column}.", details)
             )  # fmt: skip
             continue
@@ -200,10 +120,10 @@ def _decide_by_minimum(
             else f"{len(winners)} responses share the lowest {column}"
         )
         rows.append(
-            _decision(run_id, item, strategy, f"rule:{strategy}", winners,
+            decision_row(run_id, item, strategy, f"rule:{strategy}", winners,
                       f"{verdict}: {listing}.", details)
         )  # fmt: skip
-    return _frame(rows)
+    return decisions_frame(rows)
 
 
 # --- the strategies --------------------------------------------------------------
@@ -245,7 +165,7 @@ def decide_cheapest(
     *,
     sample_index: int | None = 0,
     models: Sequence[str] | None = None,
-    statuses: Sequence[str] = _ANSWERED,
+    statuses: Sequence[str] = ANSWERED,
 ) -> pd.DataFrame:
     """Pick, for each item, the response with the lowest ``cost_usd``.
 
@@ -311,7 +231,7 @@ def match_expected(
     extract: Extractor = None,
     sample_index: int | None = 0,
     models: Sequence[str] | None = None,
-    statuses: Sequence[str] = _ANSWERED,
+    statuses: Sequence[str] = ANSWERED,
 ) -> pd.DataFrame:
     """Mark each response right or wrong against the item's expected answer.
 
@@ -338,7 +258,7 @@ def match_expected(
 
     if match not in _MATCH_RULES:
         raise AnalysisError(f"match must be one of {_MATCH_RULES!r}, got {match!r}.")
-    frame = _usable(
+    frame = usable_responses(
         responses,
         sample_index=sample_index,
         models=models,
@@ -371,7 +291,7 @@ def decide_expected(
     extract: Extractor = None,
     sample_index: int | None = 0,
     models: Sequence[str] | None = None,
-    statuses: Sequence[str] = _ANSWERED,
+    statuses: Sequence[str] = ANSWERED,
 ) -> pd.DataFrame:
     """Pick, for each item, the one response that matches the expected answer.
 
@@ -395,7 +315,7 @@ def decide_expected(
         sample_index=sample_index, models=models, statuses=statuses,
     )  # fmt: skip
     rows = []
-    for run_id, item, group in _items(marked):
+    for run_id, item, group in group_items(marked):
         winners = group[group["correct"]]
         shown = group["expected"].iloc[0]
         names = ", ".join(winners["model_spec"]) or "no response"
@@ -410,10 +330,10 @@ def decide_expected(
         }
         rationale = f"{names} matched the expected answer {shown!r} ({match})."
         rows.append(
-            _decision(run_id, item, "expected", f"rule:expected-{match}", winners,
+            decision_row(run_id, item, "expected", f"rule:expected-{match}", winners,
                       rationale, details)
         )  # fmt: skip
-    return _frame(rows)
+    return decisions_frame(rows)
 
 
 def decide_majority(
@@ -424,7 +344,7 @@ def decide_majority(
     strict: bool = False,
     sample_index: int | None = 0,
     models: Sequence[str] | None = None,
-    statuses: Sequence[str] = _ANSWERED,
+    statuses: Sequence[str] = ANSWERED,
 ) -> pd.DataFrame:
     """Pick, for each item, the answer most models agree on.
 
@@ -449,7 +369,7 @@ def decide_majority(
     """
     import pandas as pd
 
-    frame = _usable(
+    frame = usable_responses(
         responses,
         sample_index=sample_index,
         models=models,
@@ -463,7 +383,9 @@ def decide_majority(
     frame = frame.assign(_key=keys)
 
     rows = []
-    for run_id, item, group in _items(frame.sort_values("model_spec", kind="stable")):
+    for run_id, item, group in group_items(
+        frame.sort_values("model_spec", kind="stable")
+    ):
         answered = group[group["_key"] != ""]
         sizes = answered["_key"].value_counts()
         details: dict[str, Any] = {
@@ -489,11 +411,11 @@ def decide_majority(
                 f"responses (largest groups: {top} each for {leaders[:3]!r})."
             )
         rows.append(
-            _decision(
+            decision_row(
                 run_id, item, "majority", "rule:majority", winner, rationale, details
             )
         )
-    return _frame(rows)
+    return decisions_frame(rows)
 
 
 # --- storing -----------------------------------------------------------------------
