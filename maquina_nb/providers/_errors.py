@@ -109,9 +109,9 @@ def _error_type(body: object) -> str | None:
     if isinstance(body, dict):
         inner = body.get("error", body)
         if isinstance(inner, dict) and isinstance(inner.get("type"), str):
-            return inner["type"]
+            return str(inner["type"])
         if isinstance(body.get("type"), str) and body.get("type") != "error":
-            return body["type"]
+            return str(body["type"])
     return None
 
 

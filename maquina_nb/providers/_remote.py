@@ -19,7 +19,7 @@ import json
 import os
 import time
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from maquina_nb._redact import get_logger, redact
@@ -365,11 +365,11 @@ class RemoteModel(BaseAIModel):
         return delay
 
     def _after_success(
-        self, grant: Any, completion: Completion, estimated: bool
+        self, grant: Any, completion: Completion, prompt_tokens: int
     ) -> None:
         self.limiter.settle(grant, _total(completion))
         self.limiter.record_success()
-        self._fill_cost(completion, estimated)
+        self._fill_cost(completion, prompt_tokens)
         logger.debug(
             "%s: answered in %.3fs, finish %s, tokens %s/%s",
             self.spec,
@@ -379,12 +379,14 @@ class RemoteModel(BaseAIModel):
             completion.output_tokens,
         )
 
-    def _fill_cost(self, completion: Completion, request_tokens: Any) -> None:
+    def _fill_cost(self, completion: Completion, prompt_tokens: int) -> None:
         if completion.input_tokens is None and completion.output_tokens is None:
             # No usage reported (C10): price a local estimate and say so.
-            estimate_in = request_tokens if isinstance(request_tokens, int) else None
             completion.cost_usd = self.price(
-                estimate_in, estimate_tokens(completion.text), None, completion.model_id
+                prompt_tokens,
+                estimate_tokens(completion.text),
+                None,
+                completion.model_id,
             )
             completion.cost_is_estimate = completion.cost_usd is not None
             return
@@ -497,7 +499,7 @@ class RemoteModel(BaseAIModel):
 
     async def _bounded(
         self, source: AsyncIterator[Any], started: float
-    ) -> AsyncIterator[Any]:
+    ) -> AsyncGenerator[Any, None]:
         """Apply the first-token bound and the total deadline to a stream."""
         settings = self.settings
         deadline = started + settings.timeout if settings.timeout is not None else None

@@ -161,7 +161,7 @@ def _normalize(text: str) -> str:
 
 def _read_jsonl(path: Path | Any) -> Iterator[dict[str, Any]]:
     opener = gzip.open if str(getattr(path, "name", path)).endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as handle:  # type: ignore[operator]
+    with opener(path, "rt", encoding="utf-8") as handle:
         for number, line in enumerate(handle, 1):
             if not line.strip():
                 continue
@@ -206,7 +206,7 @@ def _load_answers(source: str) -> tuple[dict[tuple[str, ...], str], str | None]:
     model_id = None
     for row in _read_jsonl(path):
         if "question_id" in row and "choices" in row:
-            turns = questions.get(row["question_id"]) or row.get("turns")
+            turns = questions.get(row["question_id"]) or row.get("turns") or []
             answers = row["choices"][0]["turns"]
             model_id = model_id or row.get("model_id")
             for depth in range(1, min(len(turns), len(answers)) + 1):

@@ -71,9 +71,9 @@ class OpenAIModel(RemoteModel):
     """A model served by the OpenAI Chat Completions API."""
 
     provider = "openai"
-    key_env = "OPENAI_API_KEY"
-    base_url_env = "OPENAI_BASE_URL"
-    default_base_url = "https://api.openai.com/v1"
+    key_env: str | None = "OPENAI_API_KEY"
+    base_url_env: str | None = "OPENAI_BASE_URL"
+    default_base_url: str | None = "https://api.openai.com/v1"
     #: Whether to ask for usage in streams (``stream_options.include_usage``).
     request_stream_usage = True
 

@@ -138,7 +138,8 @@ def estimate_cost(model: BaseAIModel, request: ModelRequest) -> float | None:
 
     price = getattr(model, "price", None)
     if callable(price):
-        return price(estimate_tokens(prompt), output, 0)
+        result = price(estimate_tokens(prompt), output, 0)
+        return None if result is None else float(result)
     return price_usage(
         model.provider,
         model.model,

@@ -396,9 +396,11 @@ class ModelFactory:
                 if (options or overrides)
                 else settings
             )
-            return cls(name, spec=spec, settings=settings, clock=clock)
+            model: BaseAIModel = cls(name, spec=spec, settings=settings, clock=clock)
+            return model
         try:
-            return cls(name, spec=spec, **{**options, **overrides})
+            offline: BaseAIModel = cls(name, spec=spec, **{**options, **overrides})
+            return offline
         except TypeError as exc:
             raise ConfigurationError(
                 f"The model {spec!r} does not take these options: {sorted({**options, **overrides})!r} ({exc})."

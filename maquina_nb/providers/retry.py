@@ -192,5 +192,5 @@ class RetryPolicy:
         if retry_after is not None:
             return None if retry_after > self.max_retry_after else retry_after
 
-        backoff = min(self.max_backoff, self.initial_backoff * 2 ** (attempt - 1))
-        return backoff * (1 + self.jitter * random.random())
+        backoff = min(self.max_backoff, self.initial_backoff * 2.0 ** (attempt - 1))
+        return float(backoff * (1 + self.jitter * random.random()))

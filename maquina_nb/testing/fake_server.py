@@ -396,7 +396,7 @@ class FakeLLMServer:
             or request.method != "POST"
             or not isinstance(request.body, dict)
         ):
-            body = {
+            body: dict[str, Any] = {
                 "error": {"message": f"No route for {request.method} {request.path}."}
             }
             return await self._send_json(request, writer, 404, body)
@@ -440,7 +440,7 @@ class FakeLLMServer:
 
     def _models_body(self, request: LoggedRequest) -> dict[str, Any]:
         if request.api == "anthropic":
-            data = [
+            data: list[dict[str, Any]] = [
                 {
                     "type": "model",
                     "id": m,
