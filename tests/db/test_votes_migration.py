@@ -1,21 +1,20 @@
 """Revision 0002 (pairwise votes): upgrade over existing data, downgrade, cascade.
 
-Runs on SQLite and, marked ``postgres``, on a private database of the session's
-PostgreSQL server (created and dropped here, so other tests sharing the server
-never see a downgraded schema).
+Runs on SQLite and, marked ``postgres``, in a private schema on the session's
+PostgreSQL server (``db_url`` and ``repo`` from tests/db/conftest.py), so other
+tests sharing the server never see a downgraded schema. The walk of every
+revision with seeded data (``migration_helpers.check_round_trip``, which seeds
+0002 with a vote) runs in test_migrations.py.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
-import uuid
-from collections.abc import Iterator
 
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.engine import make_url
 
 from alembic import command
 from maquina_nb.db import Repository
@@ -150,35 +149,19 @@ def _round_trip(url: str) -> None:
         engine.dispose()
 
 
-def test_votes_migration_round_trip_sqlite(tmp_path: object) -> None:
-    _round_trip(f"sqlite:///{tmp_path}/votes.db")
-
-
-@pytest.fixture
-def private_pg_url(pg_url: str) -> Iterator[str]:
-    name = f"maquina_votes_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(pg_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        yield make_url(pg_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
-
-
-@pytest.mark.postgres
-def test_votes_migration_round_trip_postgres(private_pg_url: str) -> None:
-    _round_trip(private_pg_url)
+def test_votes_migration_round_trip(db_url: str) -> None:
+    # db_url (tests/db/conftest.py): a SQLite file, and a private schema on the
+    # session's PostgreSQL (``postgres`` mark).
+    _round_trip(db_url)
 
 
 # --- votes through the repository -------------------------------------------------
 
 
 @pytest.fixture
-def repository(tmp_path: object) -> Repository:
-    return Repository.from_url(f"sqlite:///{tmp_path}/repo.db")
+def repository(repo: Repository) -> Repository:
+    # Every repository test runs on SQLite and on PostgreSQL (tests/db/conftest.py).
+    return repo
 
 
 def _two_responses(repository: Repository) -> tuple[str, str, str]:
