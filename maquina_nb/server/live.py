@@ -67,15 +67,26 @@ def _orchestrate() -> Callable[..., Coroutine[Any, Any, Any]]:
 
 
 def _check_models(specs: list[str]) -> None:
-    """Resolve every spec now, so an unknown one answers 422 naming its index."""
-    from maquina_nb.errors import ConfigurationError, UnknownModelError
-    from maquina_nb.providers import resolve_model
+    """Resolve every spec and check its key now, offline.
+
+    A request naming an unknown model, or one whose key the server lacks, then
+    answers 422 naming its index instead of starting a run that can only fail.
+    """
+    from maquina_nb.errors import MaquinaError
+    from maquina_nb.providers import check_credentials, resolve_model
 
     for index, spec in enumerate(specs):
         try:
             resolve_model(spec)
-        except (UnknownModelError, ConfigurationError) as exc:
+            status = check_credentials([spec], live=False).iloc[0]
+        except MaquinaError as exc:
             raise StartRunError(("body", "models", index), str(exc)) from exc
+        if status["status"] in ("missing", "malformed"):
+            raise StartRunError(
+                ("body", "models", index),
+                f"The server has no usable API key for {spec!r} ({status['status']}); "
+                "ask whoever runs the server to set it, or pick another model.",
+            )
 
 
 def _error_field(exc: BaseException) -> tuple[str | int, ...]:

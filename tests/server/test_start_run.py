@@ -122,3 +122,43 @@ def test_a_template_cannot_reach_the_servers_own_variables(client: TestClient) -
 
         assert answer.status_code == 422, (template, answer.text)
         assert answer.json()["detail"][0]["loc"] == ["body", "template"]
+
+
+def test_a_model_without_a_key_on_the_server_answers_422(client: TestClient) -> None:
+    answer = client.post(
+        "/api/runs", json={"template": "hi", "models": ["echo", "gpt-4o"]}
+    )
+
+    assert answer.status_code == 422
+    error = answer.json()["detail"][0]
+    assert error["loc"] == ["body", "models", 1]
+    assert "no usable API key for 'gpt-4o' (missing)" in error["msg"]
+
+
+def test_a_run_over_budget_is_refused_before_anything_is_sent(
+    client: TestClient, monkeypatch: Any
+) -> None:
+    from maquina_nb.providers.settings import clear_configured, configure_model
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-budget-not-a-real-key")
+    # Port 9 (discard) on loopback: if anything were sent, it would fail loudly.
+    configure_model("priced", spec="openai:gpt-4o", base_url="http://127.0.0.1:9/v1")
+    try:
+        answer = client.post(
+            "/api/runs",
+            json={
+                "template": "Explain {{ topic }} at length.",
+                "models": ["priced"],
+                "over": [{"topic": f"t{i}"} for i in range(10)],
+                "parameters": {"max_tokens": 2000},
+                "max_cost_usd": 0.0001,
+            },
+        )
+    finally:
+        clear_configured()
+
+    assert answer.status_code == 422
+    error = answer.json()["detail"][0]
+    assert error["loc"] == ["body", "max_cost_usd"]
+    assert "estimated to cost" in error["msg"]
+    assert client.get("/api/runs").json()["runs"] == []
