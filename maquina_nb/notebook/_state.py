@@ -96,6 +96,7 @@ class ComparisonState:
             "finished": False,
             "notices": [],
             "seq": 0,
+            "display_cap": self.display_cap,
         }
         self._started = time.monotonic()
         self._duration: float | None = None

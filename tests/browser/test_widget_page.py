@@ -363,6 +363,8 @@ def test_page_paginates_filters_hides_models_and_shows_full_text(
 
     # The long answer is capped; the full text comes on request.
     tab.get_by_role("button", name="Next page").click()
+    capped = tab.locator(".mq-capped:not([hidden])")
+    assert capped.inner_text().startswith("Showing 50 of 500 characters.")
     show = tab.get_by_role("button", name="Show the full text of this answer")
     show.click()
     session.pump()

@@ -386,10 +386,19 @@ class ComparisonView {
     return this.layout === "cards" || (this.layout === "auto" && columns > CARDS_ABOVE && !this.modelFilter);
   }
 
+  // Cell keys by item, built once per drawing so a page costs O(cells), not O(items x cells).
+  indexCells() {
+    this.byItem = new Map();
+    for (const [key, cell] of Object.entries(this.cells)) {
+      if (!this.byItem.has(cell.item)) this.byItem.set(cell.item, []);
+      this.byItem.get(cell.item).push(key);
+    }
+  }
+
   cellsOf(item) {
     const byPos = new Map();
-    for (const [key, cell] of Object.entries(this.cells)) {
-      if (cell.item !== item) continue;
+    for (const key of this.byItem.get(item) || []) {
+      const cell = this.cells[key];
       if (this.modelFilter && cell.model !== this.modelFilter) continue;
       const pos = this.modelFilter ? 0 : cell.pos;
       if (!byPos.has(pos)) byPos.set(pos, []);
@@ -414,6 +423,7 @@ class ComparisonView {
       : "No items to show";
 
     const columns = this.modelFilter ? [this.modelFilter] : this.run.columns || [];
+    this.indexCells();
     const body = this.useCards() ? this.drawCards(shown) : this.drawTable(shown, columns);
     this.bodyEl.replaceChildren(body);
     this.askForRendering();
@@ -534,7 +544,7 @@ class ComparisonView {
     view.capped.replaceChildren();
     if (cell.capped) {
       view.capped.append(el("span", null,
-        `Showing ${(cell.n || Array.from(cell.text || "").length || 0).toLocaleString()} of ${Number(cell.length || 0).toLocaleString()} characters. `));
+        `Showing ${Math.min(cell.length || 0, this.run.display_cap || 0).toLocaleString()} of ${Number(cell.length || 0).toLocaleString()} characters. `));
       if (full === undefined) {
         const btn = button("Show full text", "", "Show the full text of this answer", () => this.send({ kind: "show_full", key: view.key }, btn));
         view.capped.append(btn);
