@@ -184,12 +184,23 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``maquina-nb``; return the exit status."""
     from alembic.util.exc import CommandError
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from maquina_nb.errors import StoreError
 
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
     except MaquinaError as exc:
         sys.stderr.write(f"maquina-nb: {exc}\n")
+        return 1
+    except SQLAlchemyError as exc:
+        reason = getattr(exc, "orig", None) or exc
+        error = StoreError(
+            f"The database could not be used ({type(reason).__name__}: {reason}); "
+            "check the URL (--url or MAQUINA_DB_URL) and that the server is running."
+        )
+        sys.stderr.write(f"maquina-nb: {error}\n")
         return 1
     except CommandError as exc:
         sys.stderr.write(f"maquina-nb: {exc}\n")

@@ -1,0 +1,114 @@
+"""The ``maquina-nb db`` command, in process."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from maquina_nb.cli import build_parser, main
+from maquina_nb.db.migrate import head_revision
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    status = main(list(argv))
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def test_db_upgrade_current_downgrade_history(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    head = head_revision()
+
+    assert _run(capsys, "db", "current", "--url", url) == (
+        0,
+        f"{url}: empty (no schema yet)\n",
+        "",
+    )
+    assert _run(capsys, "db", "upgrade", "0001", "--url", url) == (
+        0, f"Upgraded {url} from base to 0001.\n", "",
+    )  # fmt: skip
+    assert _run(capsys, "db", "current", "--url", url) == (
+        0,
+        f"{url}: 0001 (head is {head})\n",
+        "",
+    )
+    assert _run(capsys, "db", "upgrade", "--url", url) == (
+        0, f"Upgraded {url} from 0001 to {head}.\n", "",
+    )  # fmt: skip
+    assert _run(capsys, "db", "upgrade", "--url", url) == (
+        0,
+        f"{url} is already at {head}.\n",
+        "",
+    )
+    assert _run(capsys, "db", "current", "--url", url) == (
+        0,
+        f"{url}: {head} (head)\n",
+        "",
+    )
+    assert _run(capsys, "db", "downgrade", "base", "--url", url) == (
+        0, f"Downgraded {url} from {head} to base.\n", "",
+    )  # fmt: skip
+
+    status, out, _ = _run(capsys, "db", "history")
+    assert status == 0
+    assert "<base> -> 0001, create runs, responses, feedback and decisions" in out
+
+
+def test_db_default_url_comes_from_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'env.db'}"
+    monkeypatch.setenv("MAQUINA_DB_URL", url)
+    assert _run(capsys, "db", "upgrade")[0] == 0
+    assert (tmp_path / "env.db").exists()
+    monkeypatch.delenv("MAQUINA_DB_URL")
+    monkeypatch.chdir(tmp_path)
+    status, out, _ = _run(capsys, "db", "upgrade")
+    assert (status, out) == (
+        0,
+        f"Upgraded sqlite:///{tmp_path / 'maquina.db'} from base to {head_revision()}.\n",
+    )
+
+
+def test_db_upgrade_sql_prints_without_touching_the_database(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'never.db'}"
+    status, out, _ = _run(capsys, "db", "upgrade", "--sql", "--url", url)
+    assert status == 0
+    assert "CREATE TABLE model_responses" in out
+    assert not (tmp_path / "never.db").exists()
+    status, out, _ = _run(
+        capsys, "db", "downgrade", "--sql", "--url", url, f"{head_revision()}:0001"
+    )
+    assert status == 0
+    assert "DROP TABLE pairwise_votes" in out
+
+
+def test_db_errors_are_one_line_without_secrets(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'e.db'}"
+    status, _, err = _run(capsys, "db", "upgrade", "0999", "--url", url)
+    assert status == 2
+    assert "0999" in err
+    assert err.startswith("maquina-nb: ")
+
+    secret_url = "postgresql+psycopg://ada:SECRETSECRET@127.0.0.1:1/nowhere"
+    status, out, err = _run(capsys, "db", "current", "--url", secret_url)
+    assert status == 1
+    assert re.match(
+        r"maquina-nb: The database could not be used \(OperationalError: ", err
+    )
+    assert "SECRETSECRET" not in out + err
+
+
+def test_parser_has_room_for_serve() -> None:
+    parser = build_parser()
+    args = parser.parse_args(["serve", "--port", "9999"])
+    assert args.command == "serve"
+    assert args.port == 9999
