@@ -22,6 +22,7 @@ from maquina_nb.providers.base import (
     ModelRequest,
     TextDelta,
 )
+from maquina_nb.providers.catalog import list_models
 from maquina_nb.providers.credentials import acheck_credentials, check_credentials
 from maquina_nb.providers.offline import EchoModel, ReplayModel, mt_bench_questions
 from maquina_nb.providers.openai import OllamaModel, OpenAICompatibleModel, OpenAIModel
@@ -58,6 +59,7 @@ __all__ = [
     "check_credentials",
     "configure_model",
     "estimate_cost",
+    "list_models",
     "mt_bench_questions",
     "register_model",
     "resolve_model",

@@ -120,6 +120,9 @@ def check_credentials(
     if isinstance(specs, str):
         specs = [specs]
     models = [resolve_model(spec) for spec in specs]
+    if not live:
+        rows = [_offline_row(model) for model in models]
+        return pd.DataFrame(rows, columns=CHECK_COLUMNS)
 
     async def _check_all() -> list[dict[str, Any]]:
         return list(
@@ -144,7 +147,7 @@ async def acheck_credentials(
     return list(await asyncio.gather(*(_check_one(model, live) for model in models)))
 
 
-async def _check_one(model: Any, live: bool) -> dict[str, Any]:
+def _offline_row(model: Any) -> dict[str, Any]:
     row: dict[str, Any] = {
         "spec": model.spec,
         "provider": model.provider,
@@ -157,9 +160,17 @@ async def _check_one(model: Any, live: bool) -> dict[str, Any]:
     if callable(key_info):
         info = key_info()
         row.update(key_source=info.source, status=info.status, detail=info.detail)
+    return row
+
+
+async def _check_one(model: Any, live: bool) -> dict[str, Any]:
+    row = _offline_row(model)
     if row["status"] != "ok" or not live:
         return row
+    return await _check_live(model, row)
 
+
+async def _check_live(model: Any, row: dict[str, Any]) -> dict[str, Any]:
     check_live = getattr(model, "check_live", None)
     if not callable(check_live):
         return row

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import socket
 
+import pandas as pd
 import pytest
 
 from maquina_nb.errors import ProviderConnectionError, ProviderTimeoutError
@@ -171,3 +172,34 @@ async def test_parallel_calls_to_two_providers_while_a_third_is_down(
     assert isinstance(results[10], ProviderConnectionError)
     assert f"127.0.0.1:{dead_port}" in str(results[10])
     assert fake.peak_in_flight >= 2
+
+
+def test_list_models_shows_limits_key_status_and_unit_prices(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from maquina_nb.providers import configure_model, list_models
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-listing-0123456789")
+    configure_model(
+        "house",
+        spec="openai-compatible:x",
+        base_url="https://api.example.com/v1",
+        requests_per_minute=7,
+    )
+
+    frame = list_models(["gpt-4o", "claude", "llama", "echo", "house"]).set_index(
+        "name"
+    )
+
+    assert frame.loc[
+        "gpt-4o",
+        ["key_source", "key_status", "input_usd_per_mtok", "output_usd_per_mtok"],
+    ].tolist() == ["OPENAI_API_KEY", "ok", 2.5, 10.0]
+    assert frame.loc["claude", ["key_status", "input_usd_per_mtok"]].tolist() == [
+        "missing",
+        3.0,
+    ]
+    assert frame.loc["llama", "input_usd_per_mtok"] == 0.0
+    assert frame.loc["house", "requests_per_minute"] == 7
+    assert pd.isna(frame.loc["house", "input_usd_per_mtok"])
+    assert "0123456789" not in frame.to_string()
