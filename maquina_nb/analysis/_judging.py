@@ -25,14 +25,18 @@ __all__ = ["judge_stored_run", "resolve_run"]
 
 logger = get_logger(__name__)
 
+# The columns of the rule-based decision frames (decisions.py), plus the stored id.
 _COLUMNS = (
     "run_id",
     "item_index",
+    "strategy",
     "outcome",
     "winner_response_id",
-    "winner_model",
-    "decision_id",
+    "winner_model_spec",
+    "decided_by",
     "rationale",
+    "details",
+    "decision_id",
 )
 
 
@@ -153,21 +157,26 @@ def judge_stored_run(
 
 
 def _row(
+    judge: Judge,
     run_id: str,
     item_index: int,
     outcome: str,
     winner: ModelResponse | None = None,
     decision_id: str | None = None,
     rationale: str | None = None,
+    details: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     return {
         "run_id": run_id,
         "item_index": item_index,
+        "strategy": "judge",
         "outcome": outcome,
         "winner_response_id": winner.id if winner is not None else None,
-        "winner_model": winner.model_spec if winner is not None else None,
-        "decision_id": decision_id,
+        "winner_model_spec": winner.model_spec if winner is not None else None,
+        "decided_by": judge.spec,
         "rationale": rationale,
+        "details": details if details is not None else judge.details(),
+        "decision_id": decision_id,
     }
 
 
@@ -184,6 +193,7 @@ def _decide_single(
     ]
     if not scored:
         return _row(
+            judge,
             run_id,
             item_index,
             "undecided",
@@ -216,12 +226,14 @@ def _decide_single(
         details=details,
     )
     return _row(
+        judge,
         run_id,
         item_index,
         "winner" if winner else "tie",
         winner,
         decision_id,
         rationale,
+        details,
     )
 
 
@@ -235,12 +247,16 @@ def _decide_pairwise(
 ) -> dict[str, Any]:
     if len(responses) < 2:
         return _row(
-            run_id, item_index, "skipped", rationale="fewer than two usable responses"
+            judge,
+            run_id,
+            item_index,
+            "none",
+            rationale="fewer than two usable responses",
         )
     decided = [(a, b, j) for a, b, j in results if j.outcome is not None]
     if not decided:
         error = next((j.forward.error or j.backward.error for _, _, j in results), None)
-        return _row(run_id, item_index, "undecided", rationale=error)
+        return _row(judge, run_id, item_index, "undecided", rationale=error)
 
     # Tally pairwise scores (a win 1, a tie 1/2); a unique leader wins the item.
     score: dict[str, float] = {r.id: 0.0 for r in responses}
@@ -288,12 +304,14 @@ def _decide_pairwise(
         details=details,
     )
     return _row(
+        judge,
         run_id,
         item_index,
         "winner" if winner else "tie",
         winner,
         decision_id,
         rationale,
+        details,
     )
 
 

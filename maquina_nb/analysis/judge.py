@@ -378,9 +378,13 @@ def judge_run(
         record_votes: store pairwise orderings as votes (pairwise mode only).
 
     Returns:
-        One row per item: ``run_id``, ``item_index``, ``outcome`` (``winner``,
-        ``tie``, ``undecided`` or ``skipped``), ``winner_response_id``,
-        ``winner_model``, ``decision_id`` and ``rationale``.
+        One row per item, with the columns of the rule-based decision frames
+        (:mod:`maquina_nb.analysis.decisions`): ``run_id``, ``item_index``,
+        ``strategy`` (``judge``), ``outcome`` (``winner``, ``tie``, ``none`` when
+        fewer than two responses qualified, or ``undecided`` when the judge
+        failed or gave no readable verdict; only ``winner`` and ``tie`` are
+        stored), ``winner_response_id``, ``winner_model_spec``, ``decided_by``,
+        ``rationale``, ``details``, and ``decision_id`` (the stored decision).
     """
     from maquina_nb.analysis._judging import judge_stored_run
 

@@ -207,7 +207,7 @@ def test_custom_rubric_reaches_the_judge(fake: FakeLLMServer) -> None:
 
 
 def _seed_run(
-    repository: object, answers: dict[str, list[str]]
+    repository: object, answers: dict[str, list[str | None]]
 ) -> tuple[str, dict[tuple[int, str], str]]:
     models = list(answers)
     n_items = len(next(iter(answers.values())))
@@ -239,7 +239,7 @@ def _seed_run(
                     ],
                     "variables": {"q": f"Question {item_index}", "expected": "Paris"},
                     "text": text,
-                    "status": "done",
+                    "status": "failed" if text is None else "done",
                 }
             )
     ids = repository.add_responses(rows)  # type: ignore[attr-defined]
@@ -274,7 +274,7 @@ def test_judge_run_pairwise_records_decisions_and_votes(
             "item_index": pd.array([0, 1], dtype="Int64"),
             "outcome": ["winner", "tie"],
             "winner_response_id": [ids[(0, "echo:good")], None],
-            "winner_model": ["echo:good", None],
+            "winner_model_spec": ["echo:good", None],
         }
     )
     pd.testing.assert_frame_equal(result[expected.columns], expected)
@@ -334,3 +334,44 @@ def test_judge_run_unknown_reference_column_names_the_columns(
     run_id, _ = _seed_run(repository, {"echo:a": ["x"], "echo:b": ["y"]})
     with pytest.raises(KeyError, match="'answer'"):
         judge_run(run_id, _judge(fake), repository=repository, reference="answer")  # type: ignore[arg-type]
+
+
+def test_judge_run_reports_items_it_could_not_decide(
+    fake: FakeLLMServer, repository: object
+) -> None:
+    # Item 0: one answer failed, so nothing to compare. Item 1: the judge rambles.
+    fake.responder = lambda request: Reply(text="Hard to say.")
+    run_id, _ = _seed_run(repository, {"echo:a": [None, "x"], "echo:b": ["y", "z"]})
+    judge = _judge(fake)
+
+    result = judge_run(run_id, judge, repository=repository)  # type: ignore[arg-type]
+
+    assert list(result["outcome"]) == ["none", "undecided"]
+    assert list(result["strategy"]) == ["judge", "judge"]
+    assert list(result["decided_by"]) == [judge.spec, judge.spec]
+    assert result["decision_id"].isna().all()
+    assert "no verdict" in result.loc[1, "rationale"]
+    assert repository.decisions_frame(run_id).empty  # type: ignore[attr-defined]
+    assert len(fake.requests_for()) == 2  # item 1 only, both orders
+
+
+def test_judge_run_returns_the_stored_decision_ids(
+    fake: FakeLLMServer, repository: object
+) -> None:
+    fake.responder = _fair_judge
+    run_id, _ = _seed_run(
+        repository, {"echo:a": ["Paris"], "echo:b": ["Rome"], "echo:c": ["Paris."]}
+    )
+
+    result = judge_run(run_id, _judge(fake), repository=repository, record_votes=False)  # type: ignore[arg-type]
+
+    stored = repository.decisions_frame(run_id)  # type: ignore[attr-defined]
+    assert list(result["decision_id"]) == list(stored["decision_id"])
+    # a and c both name Paris: each beats b, they tie with each other.
+    assert result.loc[0, "outcome"] == "tie"
+    assert result.loc[0, "details"]["scores"] == {
+        stored.loc[0, "details"]["comparisons"][0]["response_a"]: 1.5,
+        stored.loc[0, "details"]["comparisons"][0]["response_b"]: 0.0,
+        stored.loc[0, "details"]["comparisons"][1]["response_b"]: 1.5,
+    }
+    assert len(fake.requests_for()) == 6  # three pairs, both orders
