@@ -112,12 +112,19 @@ def _compile(source: str) -> jinja2.Template:
         ) from exc
 
 
+def _is_plain(source: str) -> bool:
+    # Without a Jinja delimiter the template renders to itself: skip compiling.
+    return "{{" not in source and "{%" not in source and "{#" not in source
+
+
 def find_variables(source: str) -> set[str]:
     """Return the names a template reads from its context.
 
     Raises:
         TemplateError: the template does not parse.
     """
+    if _is_plain(source):
+        return set()
     import jinja2
     from jinja2 import meta
 
@@ -190,6 +197,9 @@ def render(source: str, context: Mapping[str, Any]) -> str:
         TemplateError: a syntax error, an undefined variable, or a sandbox
             violation.
     """
+    if _is_plain(source):
+        return source
+
     import jinja2
     from jinja2.exceptions import SecurityError
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from maquina_nb.providers.base import ModelRequest
 
-__all__ = ["CACHE_KEY_VERSION", "cache_key", "canonical_request"]
+__all__ = ["CACHE_KEY_VERSION", "KeyBuilder", "cache_key", "canonical_request"]
 
 #: Bumped whenever the key layout changes, so old entries stop matching.
 CACHE_KEY_VERSION = 1
@@ -29,14 +29,23 @@ _FLOAT_PARAMETERS = ("temperature", "top_p")
 
 
 def _normalize(value: Any) -> Any:
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return value
+    if kind is float:
+        # 1.0 and 1 are the same number; JSON would spell them differently.
+        return int(value) if value.is_integer() else value
     if isinstance(value, Mapping):
         return {str(k): _normalize(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_normalize(v) for v in value]
-    if isinstance(value, float) and value.is_integer():
-        # 1.0 and 1 are the same number; JSON would spell them differently.
-        return int(value)
     return value
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=repr
+    )
 
 
 def canonical_request(
@@ -68,11 +77,39 @@ def cache_key(
             sample is cached on its own.
     """
     canonical = canonical_request(identity, request, sample_index)
-    text = json.dumps(
-        canonical,
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
-        default=repr,
-    )
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return hashlib.sha256(_dumps(canonical).encode("utf-8")).hexdigest()
+
+
+class KeyBuilder:
+    """Compute many keys fast: each identity and request is serialized once.
+
+    Gives exactly :func:`cache_key` (the pieces are joined in the sorted key
+    order ``json.dumps(..., sort_keys=True)`` would use).
+    """
+
+    def __init__(self) -> None:
+        self._identities: dict[int, tuple[Mapping[str, Any], str]] = {}
+        self._requests: dict[int, tuple[ModelRequest, str, str]] = {}
+
+    def key(
+        self, identity: Mapping[str, Any], request: ModelRequest, sample_index: int
+    ) -> str:
+        """Return ``cache_key(identity, request, sample_index)``."""
+        known = self._identities.get(id(identity))
+        if known is None or known[0] is not identity:
+            known = (identity, _dumps(_normalize(dict(identity))))
+            self._identities[id(identity)] = known
+        pieces = self._requests.get(id(request))
+        if pieces is None or pieces[0] is not request:
+            canonical = canonical_request(identity, request, sample_index)
+            pieces = (
+                request,
+                _dumps(canonical["messages"]),
+                _dumps(canonical["parameters"]),
+            )
+            self._requests[id(request)] = pieces
+        text = (
+            f'{{"messages":{pieces[1]},"model":{known[1]},"parameters":{pieces[2]},'
+            f'"sample":{int(sample_index)},"v":{CACHE_KEY_VERSION}}}'
+        )
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()

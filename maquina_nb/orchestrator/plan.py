@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from maquina_nb._redact import get_logger
 from maquina_nb.errors import ConfigurationError
-from maquina_nb.orchestrator.cache import cache_key
+from maquina_nb.orchestrator.cache import KeyBuilder
 from maquina_nb.templating import TemplateItem, build_items, render, to_json_value
 
 if TYPE_CHECKING:
@@ -206,6 +206,7 @@ def make_plan(
     # One request per (item, sample, model); the system prompt is rendered per item.
     planned: list[PlannedRequest] = []
     identities = {label: model.identity for label, model in resolved.items()}
+    keys = KeyBuilder()
     for item in items:
         item_system = None
         if system is not None:
@@ -219,7 +220,7 @@ def make_plan(
                 if later:
                     # The later turns decide the answer too.
                     identity = {**identity, "later_turns": list(later)}
-                key = cache_key(identity, request, sample_index)
+                key = keys.key(identity, request, sample_index)
                 planned.append(
                     PlannedRequest(
                         index=len(planned),

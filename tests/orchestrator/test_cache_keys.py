@@ -138,3 +138,29 @@ def test_e_custom_model_keys_on_rendered_prompt_and_version(db_url: str) -> None
         [],
         ["cached", "cached"],
     )
+
+
+def test_key_builder_gives_the_same_keys_as_cache_key() -> None:
+    from maquina_nb.orchestrator.cache import KeyBuilder
+
+    builder = KeyBuilder()
+    requests = [
+        _BASE,
+        ModelRequest(
+            messages=(Message("user", "é {ü}"),),
+            temperature=0.5,
+            stop=("x",),
+            extra={"b": 1, "a": [1.0]},
+        ),
+    ]
+    identities = [
+        _IDENTITY,
+        {"provider": "custom", "model": "m", "version": "2", "later_turns": ["t"]},
+    ]
+
+    for identity in identities:
+        for request in requests:
+            for sample in (0, 3):
+                assert builder.key(identity, request, sample) == cache_key(
+                    identity, request, sample
+                )
