@@ -12,6 +12,7 @@ import ipaddress
 import json
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from maquina_nb._redact import get_logger
 
@@ -155,37 +156,54 @@ class BodySizeLimitMiddleware:
         )
 
 
+def _host_of(header: str) -> str:
+    host = header.lower()
+    if host.startswith("["):
+        return host[1:].split("]", 1)[0]
+    if host.count(":") == 1:
+        return host.split(":", 1)[0]
+    return host
+
+
 class HostCheckMiddleware:
     """Refuse requests whose ``Host`` header names none of ``allowed`` (400).
 
-    ``"*"`` in ``allowed`` turns the check off (a server behind a reverse proxy
-    on a real network, where the token does the guarding).
+    WebSockets are not covered by the browser's same-origin rules, so a web page
+    on any site could open one to 127.0.0.1; a WebSocket whose ``Origin`` names
+    none of ``allowed`` is refused too (clients outside browsers send no Origin).
+
+    ``"*"`` in ``allowed`` turns both checks off (a server behind a reverse
+    proxy on a real network, where the token does the guarding).
     """
 
     def __init__(self, app: ASGIApp, *, allowed: Iterable[str]) -> None:
         self.app = app
         self.allowed = {host.lower().strip("[]") for host in allowed}
 
-    def _host_allowed(self, scope: Scope) -> bool:
+    def _allowed(self, scope: Scope) -> bool:
         if "*" in self.allowed:
             return True
-        for name, value in scope.get("headers", ()):
-            if name == b"host":
-                host = value.decode("latin-1").lower()
-                if host.startswith("["):
-                    host = host[1:].split("]", 1)[0]
-                elif host.count(":") == 1:
-                    host = host.split(":", 1)[0]
-                return host in self.allowed
-        return False
+        headers = {
+            name: value.decode("latin-1")
+            for name, value in scope.get("headers", ())
+            if name in (b"host", b"origin")
+        }
+        host = headers.get(b"host")
+        if host is None or _host_of(host) not in self.allowed:
+            return False
+        origin = headers.get(b"origin")
+        if scope["type"] == "websocket" and origin is not None:
+            return (urlsplit(origin).hostname or "") in self.allowed
+        return True
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket") or self._host_allowed(scope):
+        if scope["type"] not in ("http", "websocket") or self._allowed(scope):
             await self.app(scope, receive, send)
             return
 
         logger.info(
-            "refused a request with an unexpected Host header on %s", scope.get("path")
+            "refused a request with an unexpected Host or Origin on %s",
+            scope.get("path"),
         )
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1008, "reason": "bad host"})

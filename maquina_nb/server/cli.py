@@ -133,6 +133,8 @@ def serve(
         # Longer than uvicorn's 5 s, so that a busy client reusing a connection
         # does not race the server closing it (dashboards poll every few seconds).
         timeout_keep_alive=30,
+        # Clients never need to send more than a close frame on the event stream.
+        ws_max_size=65_536,
     )
     uvicorn.Server(config).run()
 

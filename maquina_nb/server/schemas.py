@@ -221,7 +221,7 @@ class FeedbackPage(BaseModel):
 class DecisionIn(_Request):
     """Which response won an item, and by what strategy."""
 
-    item_index: int = Field(ge=0)
+    item_index: int = Field(ge=0, le=2**31 - 1)
     strategy: Strategy
     winner_response_id: str | None = Field(default=None, max_length=64)
     decided_by: str = Field(min_length=1, max_length=_SHORT)

@@ -371,3 +371,17 @@ def test_unknown_host_header_is_refused(client: TestClient) -> None:
 
     assert rebinding.status_code == 400
     assert loopback.status_code == 200
+
+
+def test_a_cross_site_form_post_is_not_taken_as_json(
+    seeded: Seeded, client: TestClient
+) -> None:
+    # What a page on another site can send without a CORS preflight.
+    answer = client.post(
+        f"/api/responses/{seeded.response_ids[(0, MODELS[0])]}/feedback",
+        content=b'{"kind": "thumbs", "value": 1, "rater": "mallory"}',
+        headers={"Content-Type": "text/plain"},
+    )
+
+    assert answer.status_code == 422
+    assert client.get(f"/api/runs/{seeded.run_id}/feedback").json()["feedback"] == []

@@ -185,3 +185,23 @@ def test_a_client_too_slow_for_a_live_run_is_closed_with_4008(repo: Repository) 
 
     assert code == 4008
     assert len(events) <= 3
+
+
+def test_a_websocket_from_another_sites_page_is_refused(
+    seeded: Seeded, client: TestClient
+) -> None:
+    url = f"/api/runs/{seeded.run_id}/events"
+
+    with (
+        pytest.raises(WebSocketDisconnect) as refused,
+        client.websocket_connect(url, headers={"Origin": "https://evil.example"}) as ws,
+    ):
+        ws.receive_json()
+    with client.websocket_connect(
+        url, headers={"Origin": "http://127.0.0.1:8765"}
+    ) as ws:
+        events, code = _drain(ws)
+
+    assert refused.value.code == 1008
+    assert code == 1000
+    assert events[-1]["type"] == "run_finished"
