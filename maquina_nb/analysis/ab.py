@@ -72,12 +72,28 @@ def _labels(
     return {(v, m): f"{v} · {m}" for v in variants for m in models}
 
 
+def _user_turns(messages: Any) -> list[str]:
+    return [
+        str(m.get("content", "")) for m in messages or () if m.get("role") == "user"
+    ]
+
+
 def _shown_prompt(first: Any, second: Any) -> str:
-    # Variants render different prompts; showing either would reveal the variant,
-    # so the rater sees the item's shared variables instead.
+    """Return the request a rater sees above two answers, without unblinding them."""
     left, right = prompt_text(first.messages), prompt_text(second.messages)
     if left == right:
         return left
+
+    # Conversations (MT-Bench's second turn) carry each model's own earlier
+    # answer, which would name its author; show the user's turns only.
+    questions = _user_turns(first.messages)
+    if len(questions) > 1 and questions == _user_turns(second.messages):
+        return "\n\n".join(
+            f"**Turn {n}**: {text}" for n, text in enumerate(questions, start=1)
+        )
+
+    # Variants render different prompts; showing either would reveal the
+    # variant, so the rater sees the item's shared variables instead.
     variables = first.variables or {}
     if not variables:
         return "(The two answers were asked with different prompts.)"
@@ -101,7 +117,7 @@ class ABTest:
     def __init__(
         self,
         *,
-        variants: Mapping[str, str],
+        variants: Mapping[str, Any],
         models: Sequence[str],
         runs: Mapping[str, Run],
         repository: Repository,
@@ -389,7 +405,7 @@ def _repository_for(db: Any) -> Repository:
 
 
 def ab_test(
-    variants: Mapping[str, str],
+    variants: Mapping[str, Any],
     models: str | BaseAIModel | Sequence[str | BaseAIModel],
     *,
     over: Any = None,
@@ -405,9 +421,10 @@ def ab_test(
     """Run prompt variants (and models) over the same items, ready for blind votes.
 
     Args:
-        variants: prompt templates (Jinja2, as for ``orchestrate``) by variant
-            name, e.g. ``{"A": template_a, "B": template_b}``. One variant
-            compares models only.
+        variants: prompts by variant name, e.g. ``{"A": template_a, "B":
+            template_b}``; each is anything ``orchestrate`` takes as its prompt
+            (a Jinja2 template, a list of prompts, MT-Bench ``{"turns": [...]}``
+            items). One variant compares models only.
         models: model specs (or model objects) every variant runs on.
         over: the items: a DataFrame whose rows fill the templates, or ``None``.
         judge: a judge model spec (or :class:`Judge`) to vote on every pair in

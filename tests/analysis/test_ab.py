@@ -225,3 +225,18 @@ def test_summarize_orients_counts_to_the_given_order() -> None:
     assert row["win_rate_a"] == pytest.approx(4.5 / 6)
     assert row["p_value"] == pytest.approx(stats.binomtest(4, 5).pvalue)
     assert row["conclusion"] == f"no significant difference (p={row['p_holm']:.3g})"
+
+
+def test_ab_two_turn_items_show_only_the_user_turns(repository: Repository) -> None:
+    conversations = [{"turns": q["turns"]} for q in mt_bench_questions()[:2]]
+
+    ab = ab_test(
+        {"mt-bench": conversations}, ["replay:gpt-4", "replay:claude-v1"], db=repository
+    )
+
+    assert len(ab.pairs) == 2
+    first = mt_bench_questions()[0]["turns"]
+    pair = next(p for p in ab.pairs if p.item_index == 0)
+    assert pair.prompt == f"**Turn 1**: {first[0]}\n\n**Turn 2**: {first[1]}"
+    # Each side answered the second turn after its own first answer.
+    assert pair.left.text != pair.right.text
