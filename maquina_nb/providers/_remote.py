@@ -18,7 +18,6 @@ import contextvars
 import json
 import os
 import time
-import weakref
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
@@ -40,6 +39,8 @@ from maquina_nb.providers.settings import ModelSettings
 __all__ = ["RemoteModel", "TolerantSSEDecoder", "normalize_finish"]
 
 logger = get_logger(__name__)
+
+_ORPHANED_CLIENTS: list[Any] = []
 
 # Malformed stream chunks skipped in the current call (C09); read into ``raw``.
 _skipped_chunks: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
@@ -149,9 +150,7 @@ class RemoteModel(BaseAIModel):
             initial_backoff=self.settings.initial_backoff,
             max_retry_after=self.settings.max_retry_after,
         )
-        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._clients: dict[asyncio.AbstractEventLoop, Any] = {}
         if self.settings.api_key:
             from maquina_nb._redact import register_secret
 
@@ -232,6 +231,11 @@ class RemoteModel(BaseAIModel):
         if client is None:
             client = self._make_client(self._api_key())
             self._clients[loop] = client
+            # A client whose loop has closed cannot be closed any more; if it were
+            # collected now, the SDK would try to close it on *this* loop and fail
+            # noisily. Keep it until the process ends (only tests use many loops).
+            for old_loop in [old for old in self._clients if old.is_closed()]:
+                _ORPHANED_CLIENTS.append(self._clients.pop(old_loop))
         return client
 
     def _timeout(self) -> Any:

@@ -354,3 +354,17 @@ async def test_bad_request_is_not_retried(fake: FakeLLMServer) -> None:
     assert "invalid_request_error" in caught.value.body
     assert len(fake.requests) == 1
     assert caught.value.__cause__ is not None
+
+
+def test_sync_callers_reuse_one_client_on_the_background_loop(fake: FakeLLMServer) -> None:
+    from maquina_nb._loop import get_loop, run_sync
+
+    model = gpt(fake)
+
+    first = run_sync(model.generate(ask("one")), timeout=30)
+    client = model._clients[get_loop()]
+    second = run_sync(model.generate(ask("two")), timeout=30)
+
+    assert (first.text, second.text) == ("Fake answer: one", "Fake answer: two")
+    assert model._clients[get_loop()] is client
+    run_sync(model.aclose(), timeout=30)
