@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from maquina_nb._loop import run_sync
 from maquina_nb._redact import get_logger
-from maquina_nb.analysis.pairing import USABLE_STATUSES, prompt_text
+from maquina_nb.analysis.pairing import USABLE_STATUSES, prompt_text, shared_prompt
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -130,7 +130,7 @@ def judge_stored_run(
         }
         tasks_pw = [
             (
-                prompt_text(a.messages),
+                shared_prompt(a.messages, b.messages, a.variables),
                 a.text or "",
                 b.text or "",
                 _reference(a, reference),

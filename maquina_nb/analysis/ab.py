@@ -35,7 +35,7 @@ from maquina_nb.analysis.pairing import (
     BlindPair,
     PairOption,
     make_pairs,
-    prompt_text,
+    shared_prompt,
 )
 from maquina_nb.providers.base import BaseAIModel
 
@@ -72,32 +72,8 @@ def _labels(
     return {(v, m): f"{v} · {m}" for v in variants for m in models}
 
 
-def _user_turns(messages: Any) -> list[str]:
-    return [
-        str(m.get("content", "")) for m in messages or () if m.get("role") == "user"
-    ]
-
-
 def _shown_prompt(first: Any, second: Any) -> str:
-    """Return the request a rater sees above two answers, without unblinding them."""
-    left, right = prompt_text(first.messages), prompt_text(second.messages)
-    if left == right:
-        return left
-
-    # Conversations (MT-Bench's second turn) carry each model's own earlier
-    # answer, which would name its author; show the user's turns only.
-    questions = _user_turns(first.messages)
-    if len(questions) > 1 and questions == _user_turns(second.messages):
-        return "\n\n".join(
-            f"**Turn {n}**: {text}" for n, text in enumerate(questions, start=1)
-        )
-
-    # Variants render different prompts; showing either would reveal the
-    # variant, so the rater sees the item's shared variables instead.
-    variables = first.variables or {}
-    if not variables:
-        return "(The two answers were asked with different prompts.)"
-    return "\n\n".join(f"**{name}**: {value}" for name, value in variables.items())
+    return shared_prompt(first.messages, second.messages, first.variables)
 
 
 class ABTest:

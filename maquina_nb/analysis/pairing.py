@@ -19,6 +19,7 @@ __all__ = [
     "PairOption",
     "make_pairs",
     "prompt_text",
+    "shared_prompt",
     "shuffle_pairs",
 ]
 
@@ -70,6 +71,39 @@ def prompt_text(messages: Sequence[Mapping[str, Any]] | None) -> str:
         for m in turns
     ]
     return "\n\n".join(lines)
+
+
+def _user_turns(messages: Sequence[Mapping[str, Any]] | None) -> list[str]:
+    return [
+        str(m.get("content", "")) for m in messages or () if m.get("role") == "user"
+    ]
+
+
+def shared_prompt(
+    first: Sequence[Mapping[str, Any]] | None,
+    second: Sequence[Mapping[str, Any]] | None,
+    variables: Mapping[str, Any] | None = None,
+) -> str:
+    """Return the request two answers share, as shown to a rater or a judge.
+
+    Identical requests come back as :func:`prompt_text`. Conversations that
+    differ only in each model's own earlier answers (MT-Bench's second turn)
+    come back as the user's turns, since an earlier answer would name its
+    author. Otherwise (two prompt variants) the item's ``variables`` stand in.
+    """
+    left, right = prompt_text(first), prompt_text(second)
+    if left == right:
+        return left
+
+    questions = _user_turns(first)
+    if len(questions) > 1 and questions == _user_turns(second):
+        return "\n\n".join(
+            f"**Turn {n}**: {text}" for n, text in enumerate(questions, start=1)
+        )
+
+    if not variables:
+        return "(The two answers were asked with different prompts.)"
+    return "\n\n".join(f"**{name}**: {value}" for name, value in variables.items())
 
 
 def make_pairs(
