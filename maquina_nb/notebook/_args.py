@@ -53,6 +53,7 @@ class OrchestrateOptions:
     replay_only: bool = False
     max_cost: float | None = None
     timeout: float | None = None
+    concurrency: int | None = None
     blind: bool = False
     background: bool = False
     stream: bool = True
@@ -236,6 +237,7 @@ def options_from_namespace(
         replay_only=ns.replay_only,
         max_cost=ns.max_cost,
         timeout=ns.timeout,
+        concurrency=ns.concurrency,
         blind=ns.blind,
         background=ns.background,
         stream=not ns.no_stream,

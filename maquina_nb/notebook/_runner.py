@@ -163,6 +163,7 @@ def _orchestrate_kwargs(
         "replay_only": options.replay_only,
         "max_cost": options.max_cost,
         "timeout": options.timeout,
+        "concurrency": options.concurrency,
         "name": options.name,
         "tags": options.tags,
         "db": options.db,

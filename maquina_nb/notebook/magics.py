@@ -125,6 +125,13 @@ class MaquinaMagics(Magics):
         help="Time limit for each request, in seconds.",
     )
     @argument(
+        "--concurrency",
+        type=number(int, low=1, high=10_000, example="64"),
+        metavar="N",
+        help="Requests in flight at once across all models (default 32, safe for "
+        "new provider accounts; raise it for local servers).",
+    )
+    @argument(
         "--blind",
         action="store_true",
         help="Hide model names in the table until you reveal them (for unbiased feedback).",

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from maquina_nb.testing import FakeLLMServer, Reply
-from tests.browser.conftest import (
+from tests.browser._lab import (
     ACTIVE,
     Lab,
     cell_output,

@@ -29,6 +29,7 @@ OPTIONS = [
     "--replay-only",
     "--max-cost",
     "--timeout",
+    "--concurrency",
     "--blind",
     "--background",
     "--no-stream",
