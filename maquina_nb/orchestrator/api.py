@@ -115,8 +115,9 @@ def orchestrate(
         db: database URL, SQLAlchemy Engine or Repository (default
             ``MAQUINA_DB_URL``, else ``maquina.db`` in the working directory).
         stream: stream from models that can (text deltas reach ``on_event``).
-        on_event: called with each run event on the background loop's thread;
-            it must not block. Outside notebooks a progress bar shows on stderr
+        on_event: called with each run event, in order, from a delivery
+            thread of the run's own, so it must be thread-safe; a slow one
+            delays its own events, never the requests. Outside notebooks a progress bar shows on stderr
             (``MAQUINA_NB_PROGRESS=0`` turns it off).
         namespace: the variables a template may use besides the columns
             (default: the caller's locals and globals; ``%%orchestrate`` passes

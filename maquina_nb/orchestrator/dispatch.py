@@ -1,27 +1,30 @@
 """Events to the caller's ``on_event``, and the progress bar.
 
-Producers (the fan-out workers and the writer) call :meth:`EventBus.emit` and
-:meth:`EventBus.delta`, which only append to in-memory buffers and never call
-user code. A separate dispatcher task on the same loop delivers the events:
+Producers (the fan-out workers and the writer, on the background loop) call
+:meth:`EventBus.emit` and :meth:`EventBus.delta`, which only append to buffers
+under a lock and never call user code. A delivery thread of the run's own
+calls ``on_event``, so a slow or blocking consumer delays its own events, never
+the requests or the writes:
 
 - text deltas are coalesced per response and delivered at most every
   ``delta_interval`` seconds (20 a second by default), always before that
   response's finished or failed event, so concatenated deltas give the text;
-- the queue of other events is bounded: past ``max_queue`` the oldest
-  ``response_started`` events are dropped (never a finished, failed or run event);
-- the dispatcher yields to the loop after every few milliseconds of callbacks,
-  so a slow ``on_event`` delays its own events, not the requests.
+- the queue of other events is bounded: past ``max_queue`` the waiting
+  ``response_started`` events are dropped (never a finished, failed or run
+  event, which are bounded by the run's size anyway);
+- at the end of the run, delivery gets ``close_timeout`` seconds to catch up;
+  events still queued after that are dropped with a warning.
 
-``on_event`` is called on the background loop's thread and must not block
-(docs/INTERNALS.md); an exception it raises is logged once and the run goes on.
+``on_event`` must be thread-safe (the comparison widget and the server's hub
+are). An exception it raises is logged once and the run goes on.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -36,9 +39,6 @@ logger = get_logger(__name__)
 
 Address = tuple[int, str, int]
 
-# Time the dispatcher may spend in callbacks before it lets the workers run.
-_SLICE_S = 0.005
-
 
 class EventBus:
     """Deliver run events to ``on_event`` without slowing the run down."""
@@ -50,17 +50,20 @@ class EventBus:
         run_id: str = "",
         delta_interval: float = 0.05,
         max_queue: int = 10_000,
+        close_timeout: float = 2.0,
     ) -> None:
         self.on_event = on_event
         self.run_id = run_id
         self.delta_interval = delta_interval
         self.max_queue = max_queue
+        self.close_timeout = close_timeout
         self.dropped = 0
         self._queue: deque[ev.Event] = deque()
         self._pending: dict[Address, list[str]] = {}
-        self._wake = asyncio.Event()
+        self._ready = threading.Condition()
         self._closing = False
-        self._task: asyncio.Task[None] | None = None
+        self._abandoned = False
+        self._thread: threading.Thread | None = None
         self._failed_once = False
 
     @property
@@ -69,32 +72,41 @@ class EventBus:
         return self.on_event is not None
 
     def start(self) -> None:
-        """Start the dispatcher task on the running loop."""
-        if self.active and self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._dispatch())
+        """Start the delivery thread."""
+        if self.active and self._thread is None:
+            self._thread = threading.Thread(
+                target=self._deliver_all,
+                name=f"maquina-nb-events-{self.run_id[:8]}",
+                daemon=True,
+            )
+            self._thread.start()
 
     def delta(self, address: Address, text: str) -> None:
         """Buffer streamed ``text`` of the response at ``address``."""
         if not self.active or not text:
             return
-        buffered = self._pending.get(address)
-        if buffered is None:
-            self._pending[address] = [text]
-            self._wake.set()
-        else:
-            buffered.append(text)
+        with self._ready:
+            buffered = self._pending.get(address)
+            if buffered is None:
+                self._pending[address] = [text]
+                self._ready.notify()
+            else:
+                buffered.append(text)
 
     def emit(self, event: ev.Event) -> None:
         """Queue ``event``; the response's buffered text goes out before it."""
         if not self.active:
             return
         address = _address_of(event)
-        if address is not None and address in self._pending:
-            self._queue.append(self._delta_event(address, self._pending.pop(address)))
-        self._queue.append(event)
-        if len(self._queue) > self.max_queue:
-            self._shed()
-        self._wake.set()
+        with self._ready:
+            if address is not None and address in self._pending:
+                self._queue.append(
+                    self._delta_event(address, self._pending.pop(address))
+                )
+            self._queue.append(event)
+            if len(self._queue) > self.max_queue:
+                self._shed()
+            self._ready.notify()
 
     def _delta_event(self, address: Address, parts: list[str]) -> ev.TextDelta:
         return ev.TextDelta(
@@ -112,11 +124,6 @@ class EventBus:
             e for e in self._queue if not isinstance(e, ev.ResponseStarted)
         )
         self.dropped += before - len(self._queue)
-        logger.debug(
-            "event queue over %d; dropped %d started events",
-            self.max_queue,
-            before - len(self._queue),
-        )
 
     def _deliver(self, event: ev.Event) -> None:
         assert self.on_event is not None
@@ -129,49 +136,55 @@ class EventBus:
                     "on_event raised on a %s event; the run goes on", event.type
                 )
 
-    async def _dispatch(self) -> None:
-        last_deltas = 0.0
-        while True:
-            # Sleep until something arrives; with deltas waiting, until their turn.
-            if not self._queue and not self._closing:
-                timeout = self.delta_interval if self._pending else None
-                self._wake.clear()
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout)
-
-            slice_started = time.perf_counter()
-            while self._queue:
-                self._deliver(self._queue.popleft())
-                if time.perf_counter() - slice_started > _SLICE_S:
-                    await asyncio.sleep(0)
-                    slice_started = time.perf_counter()
-
+    def _take(self, last_deltas: float) -> tuple[list[ev.Event], bool, float]:
+        """Wait for work; return the events to deliver, whether to stop, and the delta time."""
+        with self._ready:
+            while not self._queue and not self._closing:
+                if self._pending:
+                    wait = self.delta_interval - (time.monotonic() - last_deltas)
+                    if wait <= 0:
+                        break
+                    self._ready.wait(wait)
+                else:
+                    self._ready.wait()
+            batch = list(self._queue)
+            self._queue.clear()
             now = time.monotonic()
             if self._pending and (
                 self._closing or now - last_deltas >= self.delta_interval
             ):
                 last_deltas = now
-                pending, self._pending = self._pending, {}
-                for address, parts in pending.items():
-                    self._deliver(self._delta_event(address, parts))
+                batch.extend(self._delta_event(a, p) for a, p in self._pending.items())
+                self._pending.clear()
+            done = self._closing and not self._queue and not self._pending
+        return batch, done, last_deltas
 
-            if self._closing and not self._queue and not self._pending:
+    def _deliver_all(self) -> None:
+        last_deltas = 0.0
+        while True:
+            batch, done, last_deltas = self._take(last_deltas)
+            for event in batch:
+                if self._abandoned:
+                    return
+                self._deliver(event)
+            if done:
                 return
-            await asyncio.sleep(0)
 
     async def aclose(self) -> None:
-        """Deliver everything still queued, then stop the dispatcher."""
-        if self._task is None:
+        """Let delivery catch up (bounded by ``close_timeout``), then stop it."""
+        if self._thread is None:
             return
-        self._closing = True
-        self._wake.set()
-        try:
-            await asyncio.wait_for(asyncio.shield(self._task), timeout=5)
-        except asyncio.TimeoutError:
+        with self._ready:
+            self._closing = True
+            self._ready.notify()
+        thread = self._thread
+        await asyncio.to_thread(thread.join, self.close_timeout)
+        if thread.is_alive():
+            self._abandoned = True
             logger.warning(
-                "on_event is too slow; %d events were not delivered", len(self._queue)
+                "on_event is too slow; events of run %s still queued were dropped",
+                self.run_id,
             )
-            self._task.cancel()
 
 
 def _address_of(event: ev.Event) -> Address | None:

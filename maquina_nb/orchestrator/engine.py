@@ -108,7 +108,8 @@ class MultiModelOrchestrator:
             recorded as failed with ``error_kind="timeout"``.
         stream: ask streaming models to stream (text deltas reach ``on_event``).
         on_event: called with each :mod:`~maquina_nb.orchestrator.events`
-            event, on the background loop's thread; must not block.
+            event, in order, from a delivery thread of the run's own (so it
+            must be thread-safe; being slow does not slow the run).
         progress: show a tqdm bar on stderr (default: outside notebooks, unless
             ``MAQUINA_NB_PROGRESS=0``).
     """

@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import threading
+import time
 from typing import Any
 
 import pandas as pd
@@ -467,3 +468,32 @@ async def test_cancelling_aorchestrate_cancels_the_run(db_url: str) -> None:
         await asyncio.sleep(0.05)
     finished = [e for e in seen if isinstance(e, ev.RunFinished)]
     assert [e.status for e in finished] == ["cancelled"]
+
+
+def test_a_blocked_consumer_does_not_hold_up_the_run(db_url: str) -> None:
+    # The consumer blocks on its first event until every response is stored;
+    # that only happens if requests and writes go on without it.
+    repository = Repository.from_url(db_url)
+    seen_all_stored: list[bool] = []
+
+    def consumer(event: ev.Event) -> None:
+        if seen_all_stored:
+            return
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            frame = repository.responses_frame()
+            if len(frame) == 40:
+                seen_all_stored.append(True)
+                return
+            time.sleep(0.05)
+        seen_all_stored.append(False)
+
+    run = orchestrate(
+        [f"q{i} a b" for i in range(40)],
+        [ScriptedModel("m", streaming=True)],
+        db=repository,
+        on_event=consumer,
+    )
+
+    assert run.status == "complete"
+    assert seen_all_stored == [True]
