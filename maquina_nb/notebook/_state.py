@@ -131,6 +131,7 @@ class ComparisonState:
         self._appends: dict[str, list[Any]] = {}
         self._render_queue: dict[str, None] = {}
         self._full_sync = True
+        self._keyframe = False
         self._header_dirty = True
         self.decisions.clear()
 
@@ -408,6 +409,7 @@ class ComparisonState:
                 or self._header_dirty
                 or self._render_queue
                 or self._full_sync
+                or self._keyframe
             )
 
     def prioritize(self, keys: Sequence[str]) -> None:
@@ -479,6 +481,16 @@ class ComparisonState:
             decisions=dict(self.decisions),
         )
 
+    def request_keyframe(self) -> None:
+        """Send the streaming cells whole in the next patch, if any is streaming.
+
+        A page whose listener came up after the first appends went out (custom
+        messages sent before then are lost) catches up with the whole text.
+        """
+        with self.lock:
+            if self._counts["streaming"] > 0:
+                self._keyframe = True
+
     def take_patch(self) -> dict[str, Any] | None:
         """Drain everything that changed into one message, or ``None`` if nothing did.
 
@@ -490,7 +502,11 @@ class ComparisonState:
         """
         with self.lock:
             if not (
-                self._dirty or self._appends or self._header_dirty or self._full_sync
+                self._dirty
+                or self._appends
+                or self._header_dirty
+                or self._full_sync
+                or self._keyframe
             ):
                 return None
             self.header["seq"] += 1
@@ -502,6 +518,16 @@ class ComparisonState:
                 self._flush_appends()
                 self._header_dirty = False
                 return {"kind": "sync", "seq": self.header["seq"]}
+
+            # A keyframe sends every streaming cell whole instead of as appends.
+            if self._keyframe:
+                self._keyframe = False
+                self._flush_appends()
+                self._dirty.update(
+                    key
+                    for key, cell in self.cells.items()
+                    if cell["status"] == "streaming"
+                )
 
             # A cell that is also streaming goes without its text (the appends
             # carry that); any other changed cell goes whole, text included.

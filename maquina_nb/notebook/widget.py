@@ -45,6 +45,9 @@ _STATIC = pathlib.Path(__file__).parent / "static"
 _MAX_PAGE_SIZE = 100
 _IDLE_EXIT_S = 2.0
 _RENDER_BUDGET_S = 0.03
+# Custom messages that reach the page before its listener exists are lost, so the
+# streaming cells go whole this long after the comm opened (see request_keyframe).
+_KEYFRAMES_S = (1.0, 3.0)
 _FEEDBACK_KINDS = ("thumbs", "rating", "comment")
 _COMMENT_CAP = 10_000
 
@@ -123,6 +126,7 @@ class ComparisonWidget(anywidget.AnyWidget):
         self._flusher: threading.Thread | None = None
         self._closing = threading.Event()
         self._last_send = 0.0
+        self._keyframes = list(_KEYFRAMES_S)
         self._warned_unstored = False
         self.messages_sent = 0
         """Comm messages this widget has sent after opening (for tests and benchmarks)."""
@@ -133,6 +137,7 @@ class ComparisonWidget(anywidget.AnyWidget):
             stored=repository is not None,
         )
         self._state.take_patch()  # the opening state already holds everything
+        self._opened_at = time.monotonic()
         self.on_msg(self._on_custom_msg)
         if self._state.has_work:
             self._ensure_flusher()
@@ -287,6 +292,12 @@ class ComparisonWidget(anywidget.AnyWidget):
                 delay = max(self._last_send + interval - time.monotonic(), 0.005)
                 if self._closing.wait(delay):
                     return
+                if (
+                    self._keyframes
+                    and time.monotonic() - self._opened_at >= self._keyframes[0]
+                ):
+                    self._keyframes.pop(0)
+                    self._state.request_keyframe()
                 if self._send_patch(render=True) or self._state.has_work:
                     idle_since = time.monotonic()
                     continue

@@ -94,6 +94,8 @@ class Page:
                 cell["text"] += piece[have - start :]
                 cell["n"] = end
             elif start > have:
+                cell["text"] += f" […] {piece}"
+                cell["n"] = end
                 self.gaps += 1
 
 

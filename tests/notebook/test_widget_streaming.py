@@ -201,3 +201,30 @@ def test_widget_flusher_stops_after_the_run_and_on_close() -> None:
     widget.close()
     widget.handle_event(TextDelta("run-1", 0, "echo", 0, "late"))
     assert widget._flusher is None
+
+
+def test_widget_keyframe_heals_a_page_that_started_listening_late(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("maquina_nb.notebook.widget._KEYFRAMES_S", (0.3,))
+    widget = ComparisonWidget("run-1", ["echo"], ["q"])
+    widget.handle_event(TextDelta("run-1", 0, "echo", 0, "first words "))
+    wait_until(lambda: not widget.state.has_work)
+    missed = len(widget.comm.messages())
+
+    # The page's listener comes up now: it saw the opening state, then nothing.
+    page = Page(widget.comm.opening_state())
+    widget.handle_event(TextDelta("run-1", 0, "echo", 0, "later words"))
+    wait_until(lambda: len(widget.comm.messages()) > missed)
+    applied = len(widget.comm.messages())
+    for _, data in widget.comm.messages()[missed:applied]:
+        page.receive(data)
+    assert page.cells["0-0-0"]["text"] == " […] later words"
+
+    # Still streaming, the keyframe brings the whole text.
+    wait_until(lambda: widget._keyframes == [] and not widget.state.has_work)
+    for _, data in widget.comm.messages()[applied:]:
+        page.receive(data)
+    assert page.cells["0-0-0"]["text"] == "first words later words"
+    assert page.cells["0-0-0"]["status"] == "streaming"
+    widget.close()

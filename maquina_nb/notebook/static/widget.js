@@ -179,7 +179,11 @@ class ComparisonView {
         cell.text = (cell.text || "") + Array.from(piece).slice(have - start).join("");
         cell.n = end;
       } else if (start > have) {
-        cell.gap = true; // some text went missing; the finished answer replaces it whole
+        // Text sent before this page listened is missing: mark the hole and go on;
+        // the kernel's next keyframe or the finished answer replaces the text whole.
+        cell.text = `${cell.text || ""} […] ${piece}`;
+        cell.n = end;
+        cell.gap = true;
       }
       changed.add(key);
     }
@@ -537,7 +541,7 @@ class ComparisonView {
       const text = cell.text || "";
       view.answer.classList.toggle("mq-plain", Boolean(text));
       view.answer.classList.toggle("mq-placeholder", !text);
-      view.answer.textContent = text ? (cell.gap ? `${text} …` : text) : PLACEHOLDERS[cell.status] || "";
+      view.answer.textContent = text || PLACEHOLDERS[cell.status] || "";
     }
 
     const full = this.fullTexts.get(view.key);
