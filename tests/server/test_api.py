@@ -385,3 +385,26 @@ def test_a_cross_site_form_post_is_not_taken_as_json(
 
     assert answer.status_code == 422
     assert client.get(f"/api/runs/{seeded.run_id}/feedback").json()["feedback"] == []
+
+
+def test_statistics_count_blind_pairwise_votes(
+    seeded: Seeded, client: TestClient, repo: Repository
+) -> None:
+    from maquina_nb.db import record_vote
+
+    left = seeded.response_ids[(0, MODELS[1])]
+    right = seeded.response_ids[(0, MODELS[0])]
+    record_vote(
+        repo, left_response_id=left, right_response_id=right, winner="left", rater="a"
+    )
+    record_vote(
+        repo, left_response_id=left, right_response_id=right, winner="tie", rater="b"
+    )
+
+    stats = client.get(f"/api/runs/{seeded.run_id}/statistics").json()
+
+    assert (stats["votes"], stats["decided_items"]) == (2, 0)
+    rates = {row["model"]: row for row in stats["win_rates"]}
+    assert (rates[MODELS[1]]["wins"], rates[MODELS[1]]["ties"]) == (1, 1)
+    assert rates[MODELS[1]]["win_rate"] == 0.75
+    assert rates[MODELS[0]]["win_rate"] == 0.25
