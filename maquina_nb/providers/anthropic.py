@@ -19,8 +19,8 @@ from typing import Any
 
 from maquina_nb._redact import get_logger
 from maquina_nb.providers._errors import StreamIncompleteError, map_anthropic_errors
-from maquina_nb.providers._remote import (
-    RemoteModel,
+from maquina_nb.providers._remote import RemoteModel
+from maquina_nb.providers._streaming import (
     TolerantSSEDecoder,
     _skipped_chunks,
     normalize_finish,

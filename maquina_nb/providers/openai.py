@@ -25,8 +25,8 @@ from urllib.parse import urlsplit
 
 from maquina_nb._redact import get_logger
 from maquina_nb.providers._errors import StreamIncompleteError, map_openai_errors
-from maquina_nb.providers._remote import (
-    RemoteModel,
+from maquina_nb.providers._remote import RemoteModel
+from maquina_nb.providers._streaming import (
     TolerantSSEDecoder,
     _skipped_chunks,
     normalize_finish,

@@ -8,9 +8,11 @@ them exactly as they would parse the real services.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from dataclasses import dataclass, field, replace
+from http import HTTPStatus
 from typing import Any
 
 __all__ = ["Reply"]
@@ -383,3 +385,54 @@ def _text_events(plan: ReplyPlan, make: Any) -> list[tuple[str, Any]]:
         if position < len(plan.chunks):
             events.append(make(plan.chunks[position]))
     return [event for event in events if event[0] != "unused"]
+
+
+# --- bytes on the wire ------------------------------------------------------
+
+
+def status_line(status: int) -> str:
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "Overloaded" if status == 529 else "Error"
+    return f"HTTP/1.1 {status} {phrase}\r\n"
+
+
+def encode_event(api: str, kind: str, payload: Any) -> bytes:
+    if api == "openai":
+        if kind == "done":
+            return b"data: [DONE]\n\n"
+        if kind == "malformed":
+            return b'data: {"choices": [{"index": 0, "delta": {"content": "bro\n\n'
+        if kind == "error":
+            error = {
+                "message": "The server had an error while processing your request.",
+                "type": payload,
+            }
+            return f"data: {json.dumps({'error': error})}\n\n".encode()
+        return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n".encode()
+    if kind == "malformed":
+        return b"event: content_block_delta\ndata: {not json at all\n\n"
+    if kind == "error":
+        error = {"type": "error", "error": {"type": payload, "message": "Overloaded"}}
+        return f"event: error\ndata: {json.dumps(error)}\n\n".encode()
+    return (
+        f"event: {kind}\ndata: {json.dumps(payload, ensure_ascii=False)}\n\n".encode()
+    )
+
+
+async def write_chunk(
+    writer: asyncio.StreamWriter, data: bytes, split_utf8: bool
+) -> None:
+    pieces = [data]
+    if split_utf8:
+        # Cut inside the first multi-byte character, so the client's decoder sees a
+        # chunk boundary between its bytes.
+        cut = next((i + 1 for i, byte in enumerate(data) if byte >= 0xC0), None)
+        if cut is not None:
+            pieces = [data[:cut], data[cut:]]
+    for piece in pieces:
+        writer.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+        await writer.drain()
+        if split_utf8:
+            await asyncio.sleep(0.002)

@@ -26,7 +26,6 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http import HTTPStatus
 from typing import Any
 
 from maquina_nb._redact import get_logger
@@ -476,7 +475,7 @@ class FakeLLMServer:
         headers: dict[str, str] | None = None,
     ) -> bool:
         payload = body.encode() if isinstance(body, str) else json.dumps(body).encode()
-        head = _status_line(status) + "content-type: application/json\r\n"
+        head = _wire.status_line(status) + "content-type: application/json\r\n"
         head += f"content-length: {len(payload)}\r\nx-request-id: req_fake\r\n"
         for name, value in (headers or {}).items():
             head += f"{name}: {value}\r\n"
@@ -500,7 +499,7 @@ class FakeLLMServer:
         else:
             events = _wire.anthropic_events(plan, self._serial)
 
-        head = _status_line(200) + "content-type: text/event-stream\r\n"
+        head = _wire.status_line(200) + "content-type: text/event-stream\r\n"
         head += "cache-control: no-cache\r\ntransfer-encoding: chunked\r\n"
         for name, value in reply.headers.items():
             head += f"{name}: {value}\r\n"
@@ -520,56 +519,8 @@ class FakeLLMServer:
                 await writer.drain()
                 writer.transport.abort()
                 return False
-            data = _encode_event(request.api or "openai", kind, payload)
-            await _write_chunk(writer, data, reply.split_utf8)
+            data = _wire.encode_event(request.api or "openai", kind, payload)
+            await _wire.write_chunk(writer, data, reply.split_utf8)
         writer.write(b"0\r\n\r\n")
         await writer.drain()
         return True
-
-
-def _status_line(status: int) -> str:
-    try:
-        phrase = HTTPStatus(status).phrase
-    except ValueError:
-        phrase = "Overloaded" if status == 529 else "Error"
-    return f"HTTP/1.1 {status} {phrase}\r\n"
-
-
-def _encode_event(api: str, kind: str, payload: Any) -> bytes:
-    if api == "openai":
-        if kind == "done":
-            return b"data: [DONE]\n\n"
-        if kind == "malformed":
-            return b'data: {"choices": [{"index": 0, "delta": {"content": "bro\n\n'
-        if kind == "error":
-            error = {
-                "message": "The server had an error while processing your request.",
-                "type": payload,
-            }
-            return f"data: {json.dumps({'error': error})}\n\n".encode()
-        return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n".encode()
-    if kind == "malformed":
-        return b"event: content_block_delta\ndata: {not json at all\n\n"
-    if kind == "error":
-        error = {"type": "error", "error": {"type": payload, "message": "Overloaded"}}
-        return f"event: error\ndata: {json.dumps(error)}\n\n".encode()
-    return (
-        f"event: {kind}\ndata: {json.dumps(payload, ensure_ascii=False)}\n\n".encode()
-    )
-
-
-async def _write_chunk(
-    writer: asyncio.StreamWriter, data: bytes, split_utf8: bool
-) -> None:
-    pieces = [data]
-    if split_utf8:
-        # Cut inside the first multi-byte character, so the client's decoder sees a
-        # chunk boundary between its bytes.
-        cut = next((i + 1 for i, byte in enumerate(data) if byte >= 0xC0), None)
-        if cut is not None:
-            pieces = [data[:cut], data[cut:]]
-    for piece in pieces:
-        writer.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
-        await writer.drain()
-        if split_utf8:
-            await asyncio.sleep(0.002)

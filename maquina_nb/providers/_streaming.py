@@ -1,0 +1,95 @@
+"""Stream helpers shared by the SDK-backed models.
+
+- :class:`TolerantSSEDecoder` wraps an SDK's server-sent-event decoder so that a
+  malformed chunk is skipped and counted instead of ending the stream (C09);
+- :func:`normalize_finish` maps each provider's finish word to the product's.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from maquina_nb._redact import get_logger, redact
+
+__all__ = ["TolerantSSEDecoder", "normalize_finish"]
+
+logger = get_logger(__name__)
+
+# Malformed stream chunks skipped in the current call (C09); read into ``raw``.
+_skipped_chunks: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
+    "maquina_skipped_chunks", default=None
+)
+
+
+class TolerantSSEDecoder:
+    """Wrap an SDK's SSE decoder and drop events whose data is not JSON.
+
+    Both SDKs call ``json.loads`` on every event and let a decode error end the
+    whole stream. A proxy or a local server that garbles one chunk should cost
+    that chunk, not the answer (C09), so malformed events are skipped and
+    counted instead.
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    @staticmethod
+    def _keep(sse: Any) -> bool:
+        data = sse.data
+        if not data or data.startswith("[DONE]"):
+            return True
+        try:
+            json.loads(data)
+        except ValueError:
+            skipped = _skipped_chunks.get()
+            if skipped is not None:
+                skipped.append(redact(data[:200]))
+            logger.warning("skipped a malformed stream chunk (%d bytes)", len(data))
+            return False
+        return True
+
+    def iter_bytes(self, iterator: Any) -> Any:
+        """Decode a sync byte iterator, skipping malformed events."""
+        for sse in self._inner.iter_bytes(iterator):
+            if self._keep(sse):
+                yield sse
+
+    async def aiter_bytes(self, iterator: Any) -> AsyncIterator[Any]:
+        """Decode an async byte iterator, skipping malformed events."""
+        async for sse in self._inner.aiter_bytes(iterator):
+            if self._keep(sse):
+                yield sse
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+_FINISH = {
+    # OpenAI
+    "stop": "stop",
+    "length": "length",
+    "content_filter": "content_filter",
+    "tool_calls": "tool_calls",
+    "function_call": "tool_calls",
+    # Anthropic
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+    "pause_turn": "stop",
+}
+
+
+def normalize_finish(
+    raw: str | None, text: str, tool_calls: list[dict[str, Any]] | None
+) -> str:
+    """Map a provider's finish word to stop, length, content_filter, tool_calls or empty."""
+    finish = _FINISH.get(raw or "", "stop")
+    if finish == "stop" and not text:
+        return "tool_calls" if tool_calls else "empty"
+    return finish
