@@ -48,7 +48,11 @@ def resolve_run(run: Any, repository: Repository | None) -> tuple[str, Repositor
             f"Expected a Run, a run id or a stored run, got {type(run).__name__}."
         )
     if repository is None:
-        repository = getattr(run, "repository", None)
+        # NOTE: Run keeps its repository private (``_repository``); a public
+        # ``Run.repository`` would let this drop the fallback.
+        repository = getattr(run, "repository", None) or getattr(
+            run, "_repository", None
+        )
     if repository is None:
         from maquina_nb.db import Repository
 

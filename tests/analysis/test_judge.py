@@ -375,3 +375,25 @@ def test_judge_run_returns_the_stored_decision_ids(
         stored.loc[0, "details"]["comparisons"][1]["response_b"]: 1.5,
     }
     assert len(fake.requests_for()) == 6  # three pairs, both orders
+
+
+def test_judge_run_on_a_run_object_uses_its_database(
+    fake: FakeLLMServer, tmp_path: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from maquina_nb.orchestrator import orchestrate
+
+    monkeypatch.setenv("MAQUINA_NB_PROGRESS", "0")
+    monkeypatch.chdir(tmp_path)  # the default database would land here
+    fake.responder = lambda request: Reply(text="Same answer twice. [[C]]")
+    url = f"sqlite:///{tmp_path}/elsewhere.db"
+    run = orchestrate(
+        "Say {{ word }}", ["echo:one", "echo:two"], over=[{"word": "hi"}], db=url
+    )
+
+    result = judge_run(run, _judge(fake))
+
+    assert list(result["outcome"]) == ["tie"]
+    from maquina_nb.db import Repository
+
+    assert len(Repository.from_url(url).decisions_frame(run.id)) == 1
+    assert not (tmp_path / "maquina.db").exists()  # type: ignore[operator]
