@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import sys
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from maquina_nb._loop import in_background_loop, run_sync, submit
+from maquina_nb._loop import in_background_loop, submit
 from maquina_nb._redact import get_logger
-from maquina_nb.orchestrator.engine import MultiModelOrchestrator, _Interrupted
+from maquina_nb.orchestrator.engine import MultiModelOrchestrator
+from maquina_nb.orchestrator.run import last_run
 
 if TYPE_CHECKING:
     from maquina_nb.orchestrator import events as ev
@@ -27,21 +27,6 @@ if TYPE_CHECKING:
 __all__ = ["aorchestrate", "last_run", "orchestrate"]
 
 logger = get_logger(__name__)
-
-_last_lock = threading.Lock()
-_last: Run | None = None
-
-
-def last_run() -> Run | None:
-    """Return the most recent run of this process (finished or cancelled)."""
-    with _last_lock:
-        return _last
-
-
-def _remember(run: Run) -> None:
-    global _last
-    with _last_lock:
-        _last = run
 
 
 def _caller_namespace(depth: int) -> Mapping[str, Any]:
@@ -159,19 +144,7 @@ def orchestrate(
         max_tokens=max_tokens,
     )
 
-    interrupted = _Interrupted()
-    try:
-        run = run_sync(
-            orchestrator.execute(plan, name=name, tags=tags, _interrupted=interrupted)
-        )
-    except KeyboardInterrupt as interrupt:
-        # Re-raised as is, so scripts stop as usual; the partial run rides along.
-        if interrupted.run is not None:
-            _remember(interrupted.run)
-            interrupt.run = interrupted.run  # type: ignore[attr-defined]
-        raise
-    _remember(run)
-    return run
+    return orchestrator.run_plan(plan, name=name, tags=tags)
 
 
 async def aorchestrate(
@@ -236,5 +209,4 @@ async def aorchestrate(
         run = await work
     else:
         run = await asyncio.wrap_future(submit(work))
-    _remember(run)
     return run

@@ -32,6 +32,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from maquina_nb import config
+from maquina_nb._loop import run_sync
 from maquina_nb._redact import get_logger
 from maquina_nb.errors import ConfigurationError, ReplayMissError
 from maquina_nb.orchestrator import events as ev
@@ -48,7 +49,7 @@ from maquina_nb.orchestrator.rows import (
     error_row,
     unsent_row,
 )
-from maquina_nb.orchestrator.run import ANSWERED_STATUSES, Response, Run
+from maquina_nb.orchestrator.run import ANSWERED_STATUSES, Response, Run, remember
 from maquina_nb.orchestrator.writer import ResponseWriter
 
 if TYPE_CHECKING:
@@ -282,6 +283,49 @@ class MultiModelOrchestrator:
                 _interrupted.run = execution.result
             raise
 
+    def run(self, prompt: Any, **options: Any) -> Run:
+        """Plan and run, waiting for the result (safe inside a running kernel).
+
+        ``name``, ``tags`` and ``metadata`` go to the run; every other option
+        goes to :meth:`plan`.
+
+        Raises:
+            KeyboardInterrupt: see :meth:`run_plan`.
+        """
+        run_options = {
+            k: options.pop(k) for k in ("name", "tags", "metadata") if k in options
+        }
+        return self.run_plan(self.plan(prompt, **options), **run_options)
+
+    def run_plan(
+        self,
+        plan: Plan,
+        *,
+        name: str | None = None,
+        tags: Sequence[str] = (),
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Run:
+        """Run ``plan`` on the background loop and wait for it.
+
+        Raises:
+            KeyboardInterrupt: the wait was interrupted (Ctrl-C, a kernel
+                interrupt). The run is cancelled first: in-flight responses are
+                stored as ``cancelled`` with their partial text, finished ones
+                are kept, and the cancelled :class:`Run` is on the exception's
+                ``run`` attribute (and in :func:`last_run`).
+        """
+        interrupted = _Interrupted()
+        work = self.execute(
+            plan, name=name, tags=tags, metadata=metadata, _interrupted=interrupted
+        )
+        try:
+            return run_sync(work)
+        except KeyboardInterrupt as interrupt:
+            # Re-raised as is, so scripts stop as usual; the partial run rides along.
+            if interrupted.run is not None:
+                interrupt.run = interrupted.run  # type: ignore[attr-defined]
+            raise
+
     async def arun(self, prompt: Any, **options: Any) -> Run:
         """Plan and execute on the current loop (see :meth:`plan` for options)."""
         run_options = {
@@ -312,6 +356,7 @@ class _Execution:
         }
         self._in_flight: dict[str, int] = dict.fromkeys(plan.models, 0)
         self._started = 0.0
+        self._warned: set[str] = set()
 
     # --- steps ----------------------------------------------------------------
 
@@ -446,12 +491,14 @@ class _Execution:
                 message=f"No answer within timeout={self.owner.timeout}s.",
             )
         except Exception as exc:
-            logger.warning(
-                "%s failed on item %d: %s",
-                planned.model_spec,
-                planned.item_index,
-                type(exc).__name__,
-            )
+            if planned.model_spec not in self._warned:
+                self._warned.add(planned.model_spec)
+                logger.warning(
+                    "%s failed on item %d (%s); the run goes on",
+                    planned.model_spec,
+                    planned.item_index,
+                    type(exc).__name__,
+                )
             return error_row(
                 self.run_id, planned, exc, "".join(partial), started=started
             )
@@ -554,6 +601,7 @@ class _Execution:
             repository=self.owner.repository,
             unsaved=self.writer.unsaved,
         )
+        remember(self.result)
         totals = self.result.totals
         try:
             await asyncio.to_thread(

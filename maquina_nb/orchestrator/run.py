@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any
@@ -15,7 +16,14 @@ if TYPE_CHECKING:
     from maquina_nb.db import Repository
     from maquina_nb.templating import TemplateItem
 
-__all__ = ["ANSWERED_STATUSES", "Response", "Run", "RunTotals", "percentile"]
+__all__ = [
+    "ANSWERED_STATUSES",
+    "Response",
+    "Run",
+    "RunTotals",
+    "last_run",
+    "percentile",
+]
 
 logger = get_logger(__name__)
 
@@ -261,11 +269,38 @@ class Run:
     def to_pandas(self) -> pd.DataFrame:
         """Return one row per response, as stored.
 
-        The columns and dtypes are those of ``Repository.responses_frame``
-        (the database export), so a run read back later gives the same frame.
+        The frame is the database export (``Repository.responses_frame``), so
+        a run read back later gives the same frame. Columns, in order:
+        ``response_id``, ``run_id`` (str); ``item_index``, ``sample_index``
+        (Int64); ``model_spec``, ``provider``, ``model_id``, ``status``
+        (category); ``text`` (str; partial text on cancelled rows);
+        ``finish_reason``, ``raw_finish_reason``, ``error_kind`` (category);
+        ``error_message`` (str); ``input_tokens``, ``output_tokens``,
+        ``cached_tokens`` (Int64, missing when not reported); ``cost_usd``
+        (float64, NaN when unknown; 0 for cached answers); ``cost_is_estimate``
+        (bool); ``latency_s``, ``ttft_s`` (float64 seconds); ``cache_key``,
+        ``cached_from_id`` (str); ``variables`` (dict); ``created_at``,
+        ``updated_at`` (datetime64[us, UTC]).
         """
         return self._require_repository().responses_frame(self.id)
 
     def comparison(self, value: str = "text") -> pd.DataFrame:
         """Return the items x models table of ``value`` (default the answer text)."""
         return self._require_repository().comparison_frame(self.id, value=value)
+
+
+_last_lock = threading.Lock()
+_last: Run | None = None
+
+
+def last_run() -> Run | None:
+    """Return the most recent run of this process (finished or cancelled)."""
+    with _last_lock:
+        return _last
+
+
+def remember(run: Run) -> None:
+    """Make ``run`` the one :func:`last_run` returns."""
+    global _last
+    with _last_lock:
+        _last = run
