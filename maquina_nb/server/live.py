@@ -19,6 +19,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import threading
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -54,10 +56,13 @@ CLOSE_TOO_SLOW = 4008
 class StartRunError(Exception):
     """A run could not start; ``field`` names the request field at fault."""
 
-    def __init__(self, field: tuple[str | int, ...], message: str) -> None:
+    def __init__(
+        self, field: tuple[str | int, ...], message: str, *, status_code: int = 422
+    ) -> None:
         super().__init__(message)
         self.field = field
         self.message = message
+        self.status_code = status_code
 
 
 def _orchestrate() -> Callable[..., Coroutine[Any, Any, Any]]:
@@ -125,6 +130,7 @@ class RunLauncher:
         self.repository = repository
         self.start_timeout_s = start_timeout_s
         self._futures: dict[str, concurrent.futures.Future[Any]] = {}
+        self._unwound: dict[str, threading.Event] = {}
 
     def _kwargs(
         self, body: RunStartIn, on_event: Callable[[Any], None]
@@ -177,11 +183,18 @@ class RunLauncher:
             if data.get("type") == "run_started":
                 loop.call_soon_threadsafe(_mark_started, str(data["run_id"]))
 
-        # Step 1: submit the run to the background loop.
+        # Step 1: submit the run to the background loop. The event tells when
+        # it has really unwound (a cancelled future reports done at once).
         kwargs = self._kwargs(body, on_event)
-        future: concurrent.futures.Future[Any] = _loop.submit(
-            _orchestrate()(body.template, list(body.models), **kwargs)
-        )
+        unwound = threading.Event()
+
+        async def _tracked() -> Any:
+            try:
+                return await _orchestrate()(body.template, list(body.models), **kwargs)
+            finally:
+                unwound.set()
+
+        future: concurrent.futures.Future[Any] = _loop.submit(_tracked())
 
         # Step 2: wait until it has started (or failed before starting).
         finished = asyncio.wrap_future(future)
@@ -205,10 +218,12 @@ class RunLauncher:
             raise StartRunError(
                 ("body",),
                 f"The run did not start within {self.start_timeout_s:.0f} s; try again.",
+                status_code=503,
             )
 
         # Step 3: watch it, so a crash still ends its subscribers' streams.
         self._futures[run_id] = future
+        self._unwound[run_id] = unwound
         future.add_done_callback(lambda fut: self._on_done(run_id, fut, publish))
         logger.info(
             "started run %s over %d model(s) from the API", run_id, len(body.models)
@@ -222,6 +237,7 @@ class RunLauncher:
         publish: Callable[[dict[str, Any]], None],
     ) -> None:
         self._futures.pop(run_id, None)
+        self._unwound.pop(run_id, None)
         if future.cancelled():
             status, message = "cancelled", "The run was cancelled."
         elif future.exception() is not None:
@@ -245,12 +261,17 @@ class RunLauncher:
         )
 
     def cancel_all(self, *, timeout_s: float = 5.0) -> None:
-        """Cancel every run still going (at server shutdown), waiting a little."""
-        futures = list(self._futures.values())
-        for future in futures:
+        """Cancel every run still going (at server shutdown), waiting a little.
+
+        A cancelled run stores what finished and marks itself cancelled; this
+        waits (up to ``timeout_s`` in all) for that to happen.
+        """
+        waits = list(self._unwound.values())
+        for future in list(self._futures.values()):
             future.cancel()
-        if futures:
-            concurrent.futures.wait(futures, timeout=timeout_s)
+        deadline = time.monotonic() + timeout_s
+        for unwound in waits:
+            unwound.wait(timeout=max(0.0, deadline - time.monotonic()))
 
 
 # --- the WebSocket -------------------------------------------------------------

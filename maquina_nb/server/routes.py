@@ -165,7 +165,10 @@ def list_runs(
     response_model=RunStartOut,
     status_code=status.HTTP_202_ACCEPTED,
     tags=["runs"],
-    responses={403: {"model": ErrorOut, "description": "Starting runs is turned off."}},
+    responses={
+        403: {"model": ErrorOut, "description": "Starting runs is turned off."},
+        503: {"model": ErrorOut, "description": "The run did not start in time."},
+    },
 )
 async def start_run(request: Request, body: RunStartIn) -> RunStartOut:
     """Start a run in the background; watch it at ``events_url``."""
@@ -180,6 +183,8 @@ async def start_run(request: Request, body: RunStartIn) -> RunStartOut:
     try:
         run_id = await state.launcher.start(body)
     except StartRunError as exc:
+        if exc.status_code != status.HTTP_422_UNPROCESSABLE_CONTENT:
+            raise HTTPException(exc.status_code, exc.message) from exc
         raise field_error(exc.field, exc.message) from exc
     return RunStartOut(
         run_id=run_id,

@@ -145,3 +145,32 @@ async def test_real_server_refuses_bad_token_and_big_body(repo: Repository) -> N
     assert refused.status_code == 401
     assert too_big.status_code == 413
     assert rejected.value.response.status_code == 403
+
+
+def test_server_shutdown_cancels_a_run_it_started(repo: Repository) -> None:
+    from fastapi.testclient import TestClient
+
+    from maquina_nb.providers.settings import clear_configured, configure_model
+
+    with FakeLLMServer() as fake:
+        fake.default_reply = Reply(text="slow " * 200, chunk_delay=0.2)
+        configure_model(
+            "slow-gpt",
+            spec="openai:gpt-4o",
+            base_url=fake.openai_base_url,
+            api_key="sk-test-not-a-real-key-000",
+        )
+        try:
+            with TestClient(create_app(repo)) as client:
+                started = client.post(
+                    "/api/runs",
+                    json={"template": "go", "models": ["slow-gpt"], "cache": False},
+                )
+                assert started.status_code == 202, started.text
+                run_id = started.json()["run_id"]
+            # Leaving the block shut the app down, which cancels and waits.
+        finally:
+            clear_configured()
+
+    run = repo.get_run(run_id)
+    assert run.status == "cancelled"
