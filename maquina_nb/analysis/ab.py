@@ -173,20 +173,48 @@ class ABTest:
         rater: str | None = None,
         seed: int | None = None,
         title: str | None = None,
+        resume: bool = True,
     ) -> PairwiseWidget:
-        """Return a blind voting widget over every pair (random order and sides)."""
+        """Return a blind voting widget over the pairs (random order and sides).
+
+        Args:
+            rater: who votes; default the configured rater name.
+            seed: makes the order and the sides repeatable.
+            title: shown above each pair.
+            resume: leave out the pairs this rater has already voted on, so a
+                session interrupted by a kernel restart picks up where it was.
+        """
         # NOTE: the widget lives in the notebook layer above this one; it is
         # imported here, on demand, only to hand it to the caller.
         from maquina_nb.notebook.pairwise import PairwiseWidget
 
+        if rater is None:
+            from maquina_nb.config import rater_name
+
+            rater = rater_name()
+        pairs = self.pairs
+        if resume:
+            done = self._voted_pairs(rater)
+            pairs = [p for p in pairs if _pair_key(p) not in done]
         return PairwiseWidget(
-            self.pairs,
+            pairs,
             repository=self.repository,
             rater=rater,
             seed=seed,
             title=title
             or f"Blind A/B vote: {' vs '.join(c.label for c in self.contestants)}",
         )
+
+    def _voted_pairs(self, rater: str) -> set[frozenset[str]]:
+        from maquina_nb.db.votes import votes_frame
+
+        votes = votes_frame(self.repository, self.anchor_run_id, rater=rater)
+        return {
+            frozenset((left, right))
+            for left, right in zip(
+                votes["left_response_id"], votes["right_response_id"], strict=True
+            )
+        }
 
     def record_vote(
         self, pair: BlindPair, winner: str, *, rater: str | None = None
@@ -338,6 +366,10 @@ class ABTest:
 _SIDE = {"a": "left", "b": "right", "tie": "tie"}
 # The backward ordering showed answer b on the left.
 _MIRROR = {"a": "right", "b": "left", "tie": "tie"}
+
+
+def _pair_key(pair: BlindPair) -> frozenset[str]:
+    return frozenset((pair.left.response_id, pair.right.response_id))
 
 
 def _vote_row(pair: BlindPair, winner: str, rater: str | None) -> dict[str, Any]:

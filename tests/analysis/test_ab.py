@@ -240,3 +240,26 @@ def test_ab_two_turn_items_show_only_the_user_turns(repository: Repository) -> N
     assert pair.prompt == f"**Turn 1**: {first[0]}\n\n**Turn 2**: {first[1]}"
     # Each side answered the second turn after its own first answer.
     assert pair.left.text != pair.right.text
+
+
+def test_ab_vote_resumes_where_the_rater_stopped(
+    repository: Repository, questions: pd.DataFrame
+) -> None:
+    ab = ab_test(VARIANTS, "echo", over=questions, db=repository)
+    first = ab.vote(rater="ada", seed=1)
+    for _ in range(4):
+        first.vote("left")
+
+    # A new session (say, after a kernel restart) shows only the two left over.
+    again = ab.vote(rater="ada", seed=2)
+    voted = {
+        frozenset((p.left.response_id, p.right.response_id)) for p, _ in first.votes
+    }
+    assert again.total == 2
+    assert all(
+        frozenset((p.left.response_id, p.right.response_id)) not in voted
+        for p in again.pairs
+    )
+    # Another rater, or resume=False, sees every pair.
+    assert ab.vote(rater="bob").total == 6
+    assert ab.vote(rater="ada", resume=False).total == 6
