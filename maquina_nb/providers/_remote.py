@@ -180,6 +180,7 @@ class RemoteModel(BaseAIModel):
         output_tokens: int | None,
         cached_tokens: int | None,
         model_id: str | None = None,
+        cache_write_tokens: int | None = None,
     ) -> float | None:
         """Return the cost of a call with this usage, ``None`` when unknown."""
         return price_usage(
@@ -190,7 +191,12 @@ class RemoteModel(BaseAIModel):
             cached_tokens=cached_tokens,
             settings=self.settings,
             free=self.free_by_default,
+            cache_write_tokens=cache_write_tokens,
         )
+
+    def _cache_write_tokens(self, completion: Completion) -> int | None:
+        """Prompt tokens the call wrote to the provider cache (priced apart)."""
+        return None
 
     # --- provider hooks -----------------------------------------------------
 
@@ -323,6 +329,7 @@ class RemoteModel(BaseAIModel):
             completion.output_tokens,
             completion.cached_tokens,
             completion.model_id,
+            self._cache_write_tokens(completion),
         )
 
     async def generate(self, request: ModelRequest) -> Completion:

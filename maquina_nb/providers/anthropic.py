@@ -126,6 +126,11 @@ class ClaudeModel(RemoteModel):
             raw=raw,
         )
 
+    def _cache_write_tokens(self, completion: Completion) -> int | None:
+        usage = (completion.raw or {}).get("usage") or {}
+        written = usage.get("cache_creation_input_tokens")
+        return int(written) if written else None
+
     async def _generate_once(self, client: Any, request: ModelRequest) -> Completion:
         message = await client.messages.create(**self._kwargs(request))
         raw = message.model_dump(mode="json", exclude_none=True)

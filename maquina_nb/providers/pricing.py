@@ -63,6 +63,7 @@ def price_usage(
     cached_tokens: int | None = None,
     settings: ModelSettings | None = None,
     free: bool = False,
+    cache_write_tokens: int | None = None,
 ) -> float | None:
     """Return the cost in USD, or ``None`` when usage or the price is unknown.
 
@@ -75,6 +76,8 @@ def price_usage(
         cached_tokens: Prompt tokens read from the provider cache.
         settings: Per-model settings, for a price override or ``free``.
         free: The default for local models (overridden by ``settings.free``).
+        cache_write_tokens: Prompt tokens written to the provider cache (part of
+            ``input_tokens``; Anthropic charges more for them).
     """
     # An override wins; a free model costs 0 whatever its usage.
     if settings is not None and settings.has_price_override:
@@ -114,6 +117,7 @@ def price_usage(
         input_tokens=input_tokens or 0,
         output_tokens=output_tokens or 0,
         cache_read_tokens=cached_tokens or None,
+        cache_write_tokens=cache_write_tokens or None,
     )
     try:
         return float(calc_price(usage, model_id, provider_id=provider_id).total_price)

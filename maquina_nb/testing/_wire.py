@@ -76,6 +76,10 @@ class Reply:
     input_tokens: int | None = None
     output_tokens: int | None = None
     cached_tokens: int = 0
+    """Prompt tokens read from the cache (OpenAI: part of the input count;
+    Anthropic: reported apart, as ``cache_read_input_tokens``)."""
+    cache_write_tokens: int = 0
+    """Anthropic only: prompt tokens written to the cache."""
 
     empty_choices: bool = False
     """OpenAI streams: start with a ``choices: []`` prompt-filter chunk."""
@@ -262,7 +266,7 @@ def _anthropic_usage(plan: ReplyPlan, output_tokens: int) -> dict[str, Any]:
         "input_tokens": plan.input_tokens,
         "output_tokens": output_tokens,
         "cache_read_input_tokens": plan.reply.cached_tokens,
-        "cache_creation_input_tokens": 0,
+        "cache_creation_input_tokens": plan.reply.cache_write_tokens,
     }
 
 

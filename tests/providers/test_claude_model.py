@@ -215,3 +215,15 @@ async def test_anthropic_base_url_variable_is_honoured(
 
     assert completion.text == "Fake answer: hey"
     assert fake.requests[0].model == "claude-sonnet-4-5"
+
+
+async def test_cache_writes_are_priced_at_the_write_rate(fake: FakeLLMServer) -> None:
+    fake.enqueue(
+        Reply(text="ok", input_tokens=10, output_tokens=1, cache_write_tokens=1000)
+    )
+
+    completion = await claude(fake).generate(ask())
+
+    assert completion.input_tokens == 1010
+    # claude-sonnet-4-5: $3 per M input, $3.75 per M cache write, $15 per M output.
+    assert completion.cost_usd == pytest.approx((10 * 3 + 1000 * 3.75 + 1 * 15) / 1e6)

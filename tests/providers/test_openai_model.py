@@ -356,7 +356,9 @@ async def test_bad_request_is_not_retried(fake: FakeLLMServer) -> None:
     assert caught.value.__cause__ is not None
 
 
-def test_sync_callers_reuse_one_client_on_the_background_loop(fake: FakeLLMServer) -> None:
+def test_sync_callers_reuse_one_client_on_the_background_loop(
+    fake: FakeLLMServer,
+) -> None:
     from maquina_nb._loop import get_loop, run_sync
 
     model = gpt(fake)
