@@ -68,6 +68,7 @@ window.bench = {
     const out = document.getElementById("out");
     out.replaceChildren();
     const model = new Model(state);
+    widget.initialize({ model });
     const t0 = performance.now();
     widget.render({ model, el: out });
     void document.body.offsetHeight;

@@ -54,8 +54,12 @@ class Model {
   emit(name, ...args) { for (const fn of this.handlers[name] || []) fn(...args); }
 }
 window.mq = {
-  start(state) {
+  start(state, draw = true) {
     window.mq.model = new Model(state);
+    widget.initialize({ model: window.mq.model });
+    if (draw) window.mq.draw();
+  },
+  draw() {
     widget.render({ model: window.mq.model, el: document.getElementById("out") });
   },
   deliver(data) {
@@ -135,9 +139,14 @@ def tab(page: Any) -> Any:
 class Session:
     """Moves messages between a page and a ComparisonWidget until both are quiet."""
 
-    def __init__(self, tab: Any, widget: ComparisonWidget) -> None:
+    def __init__(
+        self, tab: Any, widget: ComparisonWidget, *, draw: bool = True
+    ) -> None:
         self.tab, self.widget = tab, widget
-        tab.evaluate("state => window.mq.start(state)", widget.get_state())
+        tab.evaluate(
+            "([state, draw]) => window.mq.start(state, draw)",
+            [widget.get_state(), draw],
+        )
         widget.comm.take()
 
     def pump(self, timeout: float = 5.0) -> None:
@@ -377,4 +386,23 @@ def test_page_paginates_filters_hides_models_and_shows_full_text(
     tab.get_by_label("Filter by model").select_option(MODELS[1])
     assert tab.locator("thead th").all_inner_texts()[2:] == [MODELS[1]]
     assert tab.page_errors == []
+    widget.close()
+
+
+def test_page_view_drawn_after_patches_starts_from_the_live_table(
+    wired: None, tab: Any
+) -> None:
+    widget = ComparisonWidget("run-4", ["echo"], ["q"])
+    session = Session(tab, widget, draw=False)
+
+    # JupyterLab may draw an output only when it scrolls into view.
+    widget.handle_event(TextDelta("run-4", 0, "echo", 0, "streamed before any view"))
+    session.pump()
+    tab.evaluate("() => window.mq.draw()")
+
+    assert (
+        tab.locator('[data-key="0-0-0"] .mq-answer').inner_text()
+        == "streamed before any view"
+    )
+    assert tab.locator(".mq-stats").inner_text().startswith("0 / 1 done · 1 streaming")
     widget.close()

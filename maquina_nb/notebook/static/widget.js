@@ -29,7 +29,6 @@ const BLOCKED_TAGS = new Set([
 const URL_ATTRS = new Set(["href", "src", "action", "formaction", "xlink:href", "srcset"]);
 const SAFE_URL = /^(https?:|mailto:|#)/i;
 const CARDS_ABOVE = 4; // more models than this: one card per item instead of a wide table
-const SAVE_STATE_MS = 3000;
 
 function el(tag, className, text) {
   const node = document.createElement(tag);
@@ -105,6 +104,71 @@ function metrics(cell) {
   return parts.join(" · ");
 }
 
+// Apply one kernel patch to the model's own run and cells objects, in place, so a
+// view created later (JupyterLab draws outputs lazily) starts from the live table
+// and a notebook saved with widget state holds it. Returns what views must redraw.
+function applyPatch(model, msg) {
+  const run = model.get("run") || {};
+  const cells = model.get("cells") || {};
+  const picksBefore = JSON.stringify(run.decisions || {});
+  if (msg.run) {
+    for (const key of Object.keys(run)) if (!(key in msg.run)) delete run[key];
+    Object.assign(run, msg.run);
+  }
+  const keys = new Set();
+  let failures = false;
+  for (const [key, update] of Object.entries(msg.cells || {})) {
+    const old = cells[key] || {};
+    const next = { ...old, ...update };
+    if (!("text" in update)) {
+      next.text = old.text || "";
+      next.n = old.n || 0;
+      next.gap = old.gap || false;
+    } else {
+      next.gap = false;
+    }
+    if (update.status === "failed") failures = true;
+    cells[key] = next;
+    keys.add(key);
+  }
+  for (const [key, [start, piece, end]] of Object.entries(msg.appends || {})) {
+    const cell = cells[key];
+    if (!cell) continue;
+    const have = cell.n || 0;
+    if (start === have) {
+      cell.text = (cell.text || "") + piece;
+      cell.n = end;
+    } else if (start < have && end > have) {
+      cell.text = (cell.text || "") + Array.from(piece).slice(have - start).join("");
+      cell.n = end;
+    } else if (start > have) {
+      // Text sent before this page listened is missing: mark the hole and go on;
+      // the kernel's next keyframe or the finished answer replaces the text whole.
+      cell.text = `${cell.text || ""} […] ${piece}`;
+      cell.n = end;
+      cell.gap = true;
+    }
+    keys.add(key);
+  }
+  return { keys: [...keys], failures, picks: picksBefore !== JSON.stringify(run.decisions || {}) };
+}
+
+let tickSeq = 0;
+
+// Model-level listener, registered as soon as the module loads (before any view):
+// it applies patches and tells the views through a page-only `_mq_tick` attribute.
+function initialize({ model }) {
+  const onMessage = (msg) => {
+    if (!msg || typeof msg !== "object") return;
+    const tick = { seq: ++tickSeq, kind: msg.kind, ack: msg.ack ?? null, keys: [] };
+    if (msg.kind === "patch") Object.assign(tick, applyPatch(model, msg));
+    else if (msg.kind === "full") Object.assign(tick, { key: msg.key, text: String(msg.text ?? "") });
+    model.set("_mq_tick", tick);
+  };
+  model.on("msg:custom", onMessage);
+  return () => model.off("msg:custom", onMessage);
+}
+
 class ComparisonView {
   constructor(model, root) {
     this.model = model;
@@ -117,101 +181,47 @@ class ComparisonView {
     this.fullTexts = new Map();
     this.openComments = new Set();
     this.dismissed = new Set();
+    this.asked = new Set();
+    this.viewId = Math.random().toString(36).slice(2, 10);
     this.reqSeq = 0;
     this.pending = new Map();
-    this.lastSave = 0;
-    this.settingModel = false;
     this.loadFromModel();
     this.build();
     this.draw();
   }
 
   loadFromModel() {
+    // The same objects the model holds: initialize() patches them in place.
     this.run = this.model.get("run") || {};
     this.items = this.model.get("items") || [];
-    const cells = this.model.get("cells") || {};
-    this.cells = {};
-    for (const [key, cell] of Object.entries(cells)) this.cells[key] = { ...cell };
+    this.cells = this.model.get("cells") || {};
   }
 
   // -- kernel messages ---------------------------------------------------
 
   onModelChange() {
-    if (this.settingModel) return;
     this.loadFromModel();
     this.draw();
   }
 
-  onMessage(msg) {
-    if (!msg || typeof msg !== "object") return;
-    if (msg.kind === "patch") this.applyPatch(msg);
-    else if (msg.kind === "full") {
-      this.fullTexts.set(msg.key, String(msg.text ?? ""));
-      this.updateCell(msg.key);
+  onTick() {
+    const tick = this.model.get("_mq_tick");
+    if (!tick) return;
+    if (tick.kind === "patch") {
+      this.drawHeader();
+      if (this.failuresOnly && tick.failures) this.drawBody();
+      else if (tick.picks) this.refreshAllCells();
+      else for (const key of tick.keys) this.updateCell(key);
+    } else if (tick.kind === "full" && this.asked.has(tick.key)) {
+      this.fullTexts.set(tick.key, tick.text);
+      this.updateCell(tick.key);
     }
-    if (msg.ack !== undefined && msg.ack !== null) this.settle(msg.ack);
-  }
-
-  applyPatch(msg) {
-    const picksBefore = JSON.stringify(this.run.decisions || {});
-    if (msg.run) this.run = msg.run;
-    const changed = new Set();
-    for (const [key, update] of Object.entries(msg.cells || {})) {
-      const old = this.cells[key] || {};
-      const next = { ...old, ...update };
-      if (!("text" in update)) {
-        next.text = old.text || "";
-        next.n = old.n || 0;
-      } else {
-        next.gap = false;
-      }
-      this.cells[key] = next;
-      changed.add(key);
-    }
-    for (const [key, [start, piece, end]] of Object.entries(msg.appends || {})) {
-      const cell = this.cells[key];
-      if (!cell) continue;
-      const have = cell.n || 0;
-      if (start === have) {
-        cell.text = (cell.text || "") + piece;
-        cell.n = end;
-      } else if (start < have && end > have) {
-        cell.text = (cell.text || "") + Array.from(piece).slice(have - start).join("");
-        cell.n = end;
-      } else if (start > have) {
-        // Text sent before this page listened is missing: mark the hole and go on;
-        // the kernel's next keyframe or the finished answer replaces the text whole.
-        cell.text = `${cell.text || ""} […] ${piece}`;
-        cell.n = end;
-        cell.gap = true;
-      }
-      changed.add(key);
-    }
-    this.drawHeader();
-    const pageChanged = this.failuresOnly && Object.values(msg.cells || {}).some((c) => c.status === "failed");
-    if (pageChanged) this.drawBody();
-    else if (picksBefore !== JSON.stringify(this.run.decisions || {})) this.refreshAllCells();
-    else for (const key of changed) this.updateCell(key);
-    this.saveToModel();
-  }
-
-  // Keep the page's copy of the model current (without sending it to the kernel),
-  // so a notebook saved with widget state shows what the page shows.
-  saveToModel(force) {
-    const now = Date.now();
-    if (!force && !this.run.finished && now - this.lastSave < SAVE_STATE_MS) return;
-    this.lastSave = now;
-    this.settingModel = true;
-    try {
-      this.model.set("run", this.run);
-      this.model.set("cells", { ...this.cells });
-    } finally {
-      this.settingModel = false;
-    }
+    if (tick.ack !== null) this.settle(tick.ack);
   }
 
   send(content, control) {
-    const req = ++this.reqSeq;
+    const req = `${this.viewId}:${++this.reqSeq}`;
+    if (content.kind === "show_full") this.asked.add(content.key);
     if (control) {
       control.classList.add("mq-saving");
       control.setAttribute("aria-busy", "true");
@@ -555,6 +565,7 @@ class ComparisonView {
       } else {
         view.capped.append(button("Hide full text", "", "Hide the full text", () => {
           this.fullTexts.delete(view.key);
+          this.asked.delete(view.key);
           this.fillCell(view);
         }));
       }
@@ -634,13 +645,13 @@ class ComparisonView {
 function render({ model, el: root }) {
   const view = new ComparisonView(model, root);
   const onState = () => view.onModelChange();
-  const onMessage = (msg) => view.onMessage(msg);
+  const onTick = () => view.onTick();
   const onPageSize = () => view.drawBody();
   model.on("change:cells", onState);
   model.on("change:run", onState);
   model.on("change:items", onState);
   model.on("change:page_size", onPageSize);
-  model.on("msg:custom", onMessage);
+  model.on("change:_mq_tick", onTick);
   const timer = setInterval(() => {
     if (!view.run.finished) view.drawStats();
   }, 1000);
@@ -650,8 +661,8 @@ function render({ model, el: root }) {
     model.off("change:run", onState);
     model.off("change:items", onState);
     model.off("change:page_size", onPageSize);
-    model.off("msg:custom", onMessage);
+    model.off("change:_mq_tick", onTick);
   };
 }
 
-export default { render };
+export default { initialize, render };
