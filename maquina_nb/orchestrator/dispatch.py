@@ -170,15 +170,17 @@ class EventBus:
             if done:
                 return
 
-    async def aclose(self) -> None:
-        """Let delivery catch up (bounded by ``close_timeout``), then stop it."""
+    async def aclose(self, timeout: float | None = None) -> None:
+        """Let delivery catch up (bounded by ``timeout``, default ``close_timeout``)."""
         if self._thread is None:
             return
         with self._ready:
             self._closing = True
             self._ready.notify()
         thread = self._thread
-        await asyncio.to_thread(thread.join, self.close_timeout)
+        await asyncio.to_thread(
+            thread.join, self.close_timeout if timeout is None else timeout
+        )
         if thread.is_alive():
             self._abandoned = True
             logger.warning(

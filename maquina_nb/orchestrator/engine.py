@@ -468,12 +468,18 @@ class _Execution:
                     sample_index=planned.sample_index,
                 )
             )
+        timed_out = False
         try:
             coro = self._converse(planned, partial, started)
-            if self.owner.timeout is not None:
-                completion, messages = await asyncio.wait_for(coro, self.owner.timeout)
-            else:
+            if self.owner.timeout is None:
                 completion, messages = await coro
+            else:
+                try:
+                    completion, messages = await asyncio.wait_for(
+                        coro, self.owner.timeout
+                    )
+                except asyncio.TimeoutError:
+                    timed_out = True
         except asyncio.CancelledError:
             # Recorded before the cancellation goes on, so the row is stored.
             row = error_row(
@@ -481,15 +487,6 @@ class _Execution:
             )
             self._finish(planned, row)
             raise
-        except asyncio.TimeoutError:
-            return error_row(
-                self.run_id,
-                planned,
-                "timeout",
-                "".join(partial),
-                started=started,
-                message=f"No answer within timeout={self.owner.timeout}s.",
-            )
         except Exception as exc:
             if planned.model_spec not in self._warned:
                 self._warned.add(planned.model_spec)
@@ -502,6 +499,15 @@ class _Execution:
             return error_row(
                 self.run_id, planned, exc, "".join(partial), started=started
             )
+        if timed_out:
+            return error_row(
+                self.run_id,
+                planned,
+                "timeout",
+                "".join(partial),
+                started=started,
+                message=f"No answer within timeout={self.owner.timeout}s.",
+            )
         return completion_row(
             self.run_id, planned, completion, messages, started=started
         )
@@ -513,12 +519,15 @@ class _Execution:
         from maquina_nb.providers.base import Message
 
         request = planned.request
-        completion = await self._call(planned, request, partial, started)
+        # Only the last turn streams to on_event: its text is the response's.
+        completion = await self._call(
+            planned, request, partial, started, live=not planned.later_turns
+        )
         if not planned.later_turns:
             return completion, [m.to_dict() for m in request.messages]
 
         totals = _Usage.of(completion)
-        for turn in planned.later_turns:
+        for position, turn in enumerate(planned.later_turns, start=1):
             if completion.finish_reason != "stop":
                 break
             messages = (
@@ -528,7 +537,8 @@ class _Execution:
             )
             request = dataclasses.replace(request, messages=messages)
             partial.clear()
-            completion = await self._call(planned, request, partial, started)
+            last = position == len(planned.later_turns)
+            completion = await self._call(planned, request, partial, started, live=last)
             totals.add(completion)
         totals.apply(completion, started)
         return completion, [m.to_dict() for m in request.messages]
@@ -539,6 +549,8 @@ class _Execution:
         request: ModelRequest,
         partial: list[str],
         started: float,
+        *,
+        live: bool = True,
     ) -> Completion:
         from maquina_nb.providers.base import Completion, TextDelta
 
@@ -557,7 +569,8 @@ class _Execution:
                     if first_at is None:
                         first_at = time.perf_counter()
                     partial.append(part.text)
-                    self.bus.delta(planned.address, part.text)
+                    if live:
+                        self.bus.delta(planned.address, part.text)
                 elif isinstance(part, Completion):
                     completion = part
         if completion is None:
@@ -636,7 +649,8 @@ class _Execution:
                     },
                 )
             )
-        await self.bus.aclose()
+        # After an interrupt the user is waiting: give delivery less time.
+        await self.bus.aclose(timeout=0.5 if cancelled else None)
         logger.info(
             "run %s %s: %d items x %d models, %d answered, %d failed, %.2fs",
             self.run_id,

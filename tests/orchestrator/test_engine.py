@@ -497,3 +497,29 @@ def test_a_blocked_consumer_does_not_hold_up_the_run(db_url: str) -> None:
 
     assert run.status == "complete"
     assert seen_all_stored == [True]
+
+
+def test_streamed_turns_send_only_the_last_turns_text_as_deltas(db_url: str) -> None:
+    seen: list[ev.Event] = []
+    model = ScriptedModel("m", streaming=True)
+
+    run = orchestrate(
+        [{"turns": ["one two", "three four"]}], [model], db=db_url, on_event=seen.append
+    )
+
+    deltas = "".join(e.text for e in seen if isinstance(e, ev.TextDelta))
+    assert deltas == run.responses[0].text == "m: three four"
+
+
+def test_a_models_own_timeout_error_is_kept_as_is(db_url: str) -> None:
+    def slow(request: ModelRequest) -> Completion:
+        raise TimeoutError("read timed out after 5s")
+
+    run = orchestrate("p", [ScriptedModel("m", script=slow)], db=db_url)
+
+    response = run.responses[0]
+    assert (response.status, response.error_kind, response.error_message) == (
+        "failed",
+        "timeout",
+        "TimeoutError: read timed out after 5s",
+    )
