@@ -125,7 +125,8 @@ def _serve(db_url: str, seed_runs: int, max_life_s: float) -> None:
     run_ids = _seed(repo, seed_runs)
 
     with FakeLLMServer() as fake:
-        fake.default_reply = Reply(text=_FAKE_TEXT, chunk_delay=0.02, latency=0.05)
+        # About 4 s per answer, so each run is still streaming when watched.
+        fake.default_reply = Reply(text=_FAKE_TEXT, chunk_delay=0.1, latency=0.05)
         configure_model(
             "bench-gpt",
             spec="openai:gpt-4o",

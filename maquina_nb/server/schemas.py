@@ -8,9 +8,16 @@ on; they are part of the public contract, like the DataFrame columns.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+)
 
 __all__ = [
     "DecisionIn",
@@ -37,6 +44,11 @@ Strategy = Literal["human", "judge", "fastest", "cheapest", "expected", "majorit
 
 _SHORT = 200
 _LONG = 20_000
+
+#: A model spec or alias: something other than spaces, at most 200 characters.
+ModelSpec = Annotated[
+    str, StringConstraints(min_length=1, max_length=_SHORT, pattern=r"\S")
+]
 
 
 class _Request(BaseModel):
@@ -99,7 +111,7 @@ class RunStartIn(_Request):
     """
 
     template: str = Field(min_length=1, max_length=_LONG)
-    models: list[str] = Field(min_length=1, max_length=16)
+    models: list[ModelSpec] = Field(min_length=1, max_length=16)
     over: list[dict[str, Any]] | None = Field(default=None, max_length=5_000)
     system: str | None = Field(default=None, max_length=_LONG)
     samples: int = Field(default=1, ge=1, le=20)
@@ -108,15 +120,6 @@ class RunStartIn(_Request):
     tags: list[str] = Field(default_factory=list, max_length=32)
     max_cost_usd: float | None = Field(default=None, ge=0)
     cache: bool = True
-
-    @model_validator(mode="after")
-    def _check_models(self) -> RunStartIn:
-        for spec in self.models:
-            if not spec.strip() or len(spec) > _SHORT:
-                raise ValueError(
-                    f"Model spec {spec!r} is empty or too long; use 'provider:model'."
-                )
-        return self
 
 
 class RunStartOut(BaseModel):
@@ -180,22 +183,39 @@ class FeedbackIn(_Request):
     """
 
     kind: FeedbackKind
-    value: int | None = Field(default=None, ge=-1, le=5)
-    comment: str | None = Field(default=None, max_length=_LONG)
-    label: str | None = Field(default=None, min_length=1, max_length=_SHORT)
+    value: int | None = Field(default=None, ge=-1, le=5, validate_default=True)
+    comment: str | None = Field(default=None, max_length=_LONG, validate_default=True)
+    label: str | None = Field(
+        default=None, min_length=1, max_length=_SHORT, validate_default=True
+    )
     rater: str = Field(min_length=1, max_length=_SHORT)
 
-    @model_validator(mode="after")
-    def _check_kind(self) -> FeedbackIn:
-        if self.kind == "thumbs" and self.value not in (-1, 1):
-            raise ValueError(f"A thumbs value must be -1 or 1, not {self.value!r}.")
-        if self.kind == "rating" and (self.value is None or not 1 <= self.value <= 5):
-            raise ValueError(f"A rating value must be 1 to 5, not {self.value!r}.")
-        if self.kind == "comment" and not (self.comment and self.comment.strip()):
+    # Each check is on the field it concerns, so a 422 names that field; "kind"
+    # comes first in the class, so it is already in ``info.data``.
+
+    @field_validator("value")
+    @classmethod
+    def _check_value(cls, value: int | None, info: ValidationInfo) -> int | None:
+        kind = info.data.get("kind")
+        if kind == "thumbs" and value not in (-1, 1):
+            raise ValueError(f"A thumbs value must be -1 or 1, not {value!r}.")
+        if kind == "rating" and (value is None or not 1 <= value <= 5):
+            raise ValueError(f"A rating value must be 1 to 5, not {value!r}.")
+        return value
+
+    @field_validator("comment")
+    @classmethod
+    def _check_comment(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if info.data.get("kind") == "comment" and not (value and value.strip()):
             raise ValueError("A comment needs a non-empty 'comment'.")
-        if self.kind == "label" and not (self.label and self.label.strip()):
+        return value
+
+    @field_validator("label")
+    @classmethod
+    def _check_label(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if info.data.get("kind") == "label" and not (value and value.strip()):
             raise ValueError("A label needs a non-empty 'label'.")
-        return self
+        return value
 
 
 class FeedbackOut(BaseModel):

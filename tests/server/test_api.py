@@ -171,7 +171,12 @@ def test_bad_feedback_answers_422_naming_the_fields(
 
     answer = client.post(url, json={"kind": "thumbs", "value": 0, "rater": "ada"})
     assert answer.status_code == 422
+    assert answer.json()["detail"][0]["loc"] == ["body", "value"]
     assert "thumbs value must be -1 or 1" in answer.text
+
+    answer = client.post(url, json={"kind": "comment", "comment": "  ", "rater": "ada"})
+    assert answer.status_code == 422
+    assert answer.json()["detail"][0]["loc"] == ["body", "comment"]
 
     answer = client.post(
         url, content=b"{not json", headers={"content-type": "application/json"}

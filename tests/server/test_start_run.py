@@ -162,3 +162,10 @@ def test_a_run_over_budget_is_refused_before_anything_is_sent(
     assert error["loc"] == ["body", "max_cost_usd"]
     assert "estimated to cost" in error["msg"]
     assert client.get("/api/runs").json()["runs"] == []
+
+
+def test_a_blank_model_spec_is_named_by_its_index(client: TestClient) -> None:
+    answer = client.post("/api/runs", json={"template": "hi", "models": ["echo", "   "]})
+
+    assert answer.status_code == 422
+    assert answer.json()["detail"][0]["loc"] == ["body", "models", 1]
