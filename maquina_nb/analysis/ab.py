@@ -37,6 +37,7 @@ from maquina_nb.analysis.pairing import (
     make_pairs,
     shared_prompt,
 )
+from maquina_nb.db.ids import new_id
 from maquina_nb.providers.base import BaseAIModel
 
 if TYPE_CHECKING:
@@ -46,11 +47,13 @@ if TYPE_CHECKING:
     from maquina_nb.notebook.pairwise import PairwiseWidget
     from maquina_nb.orchestrator import Run
 
-__all__ = ["ABTest", "Contestant", "ab_test"]
+__all__ = ["ABTest", "Contestant", "ab_test", "load_ab_test"]
 
 logger = get_logger(__name__)
 
 PairMode = Literal["all", "variants", "models"]
+
+_TAG = "ab-test"
 
 
 @dataclass(frozen=True, slots=True)
@@ -441,7 +444,7 @@ def ab_test(
             ``variants`` of the same model, or only ``models`` of the same variant.
         system: a system prompt shared by all variants.
         name: a name for the test; each run is named ``<name>:<variant>``.
-        tags: tags for every run (``ab-test`` is added).
+        tags: tags for every run (``ab-test`` and ``ab-test:<id>`` are added).
         db: a database URL, ``Repository`` or engine; default the configured one.
         namespace: variables the templates may use besides the columns of
             ``over`` (default: the caller's variables, as for ``orchestrate``).
@@ -469,6 +472,8 @@ def ab_test(
     labels = [m if isinstance(m, str) else m.spec for m in specs]
     repository = _repository_for(db)
     test_name = name or "ab-test"
+    # One tag shared by this test's runs only, so load_ab_test() finds them again.
+    test_tag = f"{_TAG}:{new_id()}"
     if namespace is None:
         namespace = _caller_namespace()
 
@@ -481,7 +486,7 @@ def ab_test(
             over=over,
             system=system,
             name=f"{test_name}:{variant}",
-            tags=(*tags, "ab-test"),
+            tags=(*tags, _TAG, test_tag),
             db=repository,
             namespace=namespace,
             **options,
@@ -499,3 +504,21 @@ def ab_test(
     if judge is not None:
         test.judge(judge)
     return test
+
+
+def load_ab_test(
+    name: str = "ab-test", *, db: Any = None, pair: PairMode = "all"
+) -> ABTest:
+    """Load the latest A/B test named ``name`` back from the database.
+
+    Use it after a kernel restart: the runs, pairs and stored votes come back
+    (``ABTest.vote()`` then shows only the pairs a rater has not voted on), and
+    nothing is sent to any model. The runs are the stored ones
+    (``OrchestrationContext``), not ``Run`` objects.
+
+    Raises:
+        StoreError: no A/B test of that name is stored.
+    """
+    from maquina_nb.analysis._ab_load import load_stored_test
+
+    return load_stored_test(name, _repository_for(db), pair=pair)

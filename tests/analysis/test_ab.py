@@ -263,3 +263,33 @@ def test_ab_vote_resumes_where_the_rater_stopped(
     # Another rater, or resume=False, sees every pair.
     assert ab.vote(rater="bob").total == 6
     assert ab.vote(rater="ada", resume=False).total == 6
+
+
+def _pair_keys(pairs: list[object]) -> list[tuple[object, ...]]:
+    return sorted(
+        (p.item_index, p.left.response_id, p.right.response_id) for p in pairs
+    )  # type: ignore[attr-defined]
+
+
+def test_load_ab_test_brings_back_runs_pairs_and_votes(
+    repository: Repository, questions: pd.DataFrame
+) -> None:
+    from maquina_nb.analysis.ab import load_ab_test
+    from maquina_nb.errors import StoreError
+
+    ab_test(VARIANTS, "echo", over=questions.head(2), db=repository, name="wording")
+    ab = ab_test(VARIANTS, "echo", over=questions, db=repository, name="wording")
+    widget = ab.vote(rater="ada", seed=0)
+    for _ in range(3):
+        widget.vote("right")
+
+    loaded = load_ab_test("wording", db=repository)
+
+    assert loaded.run_ids == ab.run_ids  # the newest test of that name
+    assert loaded.variants == VARIANTS
+    assert [c.label for c in loaded.contestants] == ["A", "B"]
+    assert _pair_keys(loaded.pairs) == _pair_keys(ab.pairs)
+    pd.testing.assert_frame_equal(loaded.votes(), ab.votes())
+    assert loaded.vote(rater="ada").total == 3
+    with pytest.raises(StoreError, match="No A/B test named 'other'"):
+        load_ab_test("other", db=repository)
