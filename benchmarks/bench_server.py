@@ -204,7 +204,7 @@ async def _readers(
     return {"latencies": latencies, "errors": errors}
 
 
-async def _live_runs(base: str, duration: float) -> dict[str, Any]:
+async def _live_runs(base: str, duration: float, items: int) -> dict[str, Any]:
     import httpx
     from websockets.asyncio.client import connect
     from websockets.exceptions import ConnectionClosed
@@ -218,7 +218,7 @@ async def _live_runs(base: str, duration: float) -> dict[str, Any]:
                 json={
                     "template": "Tell me about {{ topic }}",
                     "models": ["bench-gpt", "echo"],
-                    "over": [{"topic": f"t{i}"} for i in range(20)],
+                    "over": [{"topic": f"t{i}"} for i in range(items)],
                     "cache": False,
                 },
             )
@@ -242,10 +242,10 @@ async def _live_runs(base: str, duration: float) -> dict[str, Any]:
 
 
 async def _load(
-    base: str, run_ids: list[str], readers: int, duration: float
+    base: str, run_ids: list[str], readers: int, duration: float, items: int
 ) -> dict[str, Any]:
     reads, live = await asyncio.gather(
-        _readers(base, run_ids, readers, duration), _live_runs(base, duration)
+        _readers(base, run_ids, readers, duration), _live_runs(base, duration, items)
     )
     return {**reads, "live": live}
 
@@ -258,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--seed-runs", type=int, default=300, help="runs in the database"
     )
+    parser.add_argument("--items", type=int, default=20, help="items per live run")
     parser.add_argument("--db", help="database URL (default: a fresh SQLite file)")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -297,7 +298,13 @@ def main(argv: list[str] | None = None) -> int:
                 sys.stderr.write("the server process did not start\n")
                 return 1
             result = asyncio.run(
-                _load(info["base"], info["run_ids"], args.readers, args.duration)
+                _load(
+                    info["base"],
+                    info["run_ids"],
+                    args.readers,
+                    args.duration,
+                    args.items,
+                )
             )
         finally:
             if server.stdin:

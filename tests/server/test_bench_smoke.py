@@ -19,7 +19,9 @@ def test_bench_server_runs_briefly_without_errors(
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
 
-    status = bench.main(["--duration", "2", "--readers", "5", "--seed-runs", "5"])
+    status = bench.main(
+        ["--duration", "2", "--readers", "5", "--seed-runs", "5", "--items", "2"]
+    )
 
     out = capsys.readouterr().out
     assert status == 0, out
