@@ -423,5 +423,5 @@ def _rows_of(over: Any) -> tuple[list[Any], list[str], list[Mapping[str, Any]]]:
         for key in row:
             if key not in columns:
                 columns.append(str(key))
-    filled = [{c: row.get(c) for c in columns} for row in rows]
+    filled: list[Mapping[str, Any]] = [{c: row.get(c) for c in columns} for row in rows]
     return list(range(len(rows))), columns, filled

@@ -201,7 +201,7 @@ def _in_kernel() -> bool:
     if shell_module is None:
         return False
     try:
-        shell = shell_module.get_ipython()  # type: ignore[attr-defined]
+        shell = shell_module.get_ipython()
     except Exception:
         return False
     return shell is not None and getattr(shell, "kernel", None) is not None

@@ -561,7 +561,7 @@ class _Execution:
             return completion
 
         first_at: float | None = None
-        completion = None
+        final: Completion | None = None
         # aclosing: a cancelled or failed stream closes its HTTP response now.
         async with contextlib.aclosing(model.stream(request)) as parts:  # type: ignore[type-var]
             async for part in parts:
@@ -572,12 +572,12 @@ class _Execution:
                     if live:
                         self.bus.delta(planned.address, part.text)
                 elif isinstance(part, Completion):
-                    completion = part
-        if completion is None:
+                    final = part
+        if final is None:
             raise RuntimeError(f"The {model.spec!r} stream ended without a completion.")
-        if completion.ttft_s is None and first_at is not None:
-            completion.ttft_s = first_at - started
-        return completion
+        if final.ttft_s is None and first_at is not None:
+            final.ttft_s = first_at - started
+        return final
 
     # --- finishing --------------------------------------------------------------
 

@@ -80,7 +80,8 @@ class Response:
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Response:
         """Build a response from a row dict (``model_responses`` column names)."""
-        return cls(**{f.name: row.get(f.name) for f in fields(cls)})
+        values: dict[str, Any] = {f.name: row.get(f.name) for f in fields(cls)}
+        return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the response as a plain dict of column values."""
