@@ -266,6 +266,16 @@ class FakeLLMServer:
             self.peak_in_flight = 0
 
     @property
+    def open_connections(self) -> int:
+        """Client connections open right now (0 once every client has hung up)."""
+        return len(self._connections)
+
+    @property
+    def in_flight(self) -> int:
+        """Requests being answered right now."""
+        return self._in_flight
+
+    @property
     def requests(self) -> list[LoggedRequest]:
         """A copy of the request log, oldest first."""
         with self._lock:

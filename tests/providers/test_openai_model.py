@@ -370,3 +370,40 @@ def test_sync_callers_reuse_one_client_on_the_background_loop(
     assert (first.text, second.text) == ("Fake answer: one", "Fake answer: two")
     assert model._clients[get_loop()] is client
     run_sync(model.aclose(), timeout=30)
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+async def test_cancelled_stream_closes_its_connection_and_frees_its_slot(
+    fake: FakeLLMServer, provider: str
+) -> None:
+    import asyncio
+
+    from .helpers import wait_until
+
+    fake.default_reply = Reply(chunks=["tick "] * 50, chunk_delay=0.05)
+    if provider == "openai":
+        model = gpt(fake, max_in_flight=1)
+    else:
+        model = resolve_model(
+            "anthropic:claude-haiku-4-5",
+            base_url=fake.anthropic_base_url,
+            api_key=KEY,
+            max_in_flight=1,
+        )
+    first = asyncio.Event()
+
+    async def consume() -> None:
+        async for _ in model.stream(ask()):
+            first.set()
+
+    task = asyncio.create_task(consume())
+    await asyncio.wait_for(first.wait(), timeout=5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+    await wait_until(lambda: fake.in_flight == 0)
+    assert model.limiter._in_flight == 0
+    fake.default_reply = Reply(text="done")
+    follow_up = await model.generate(ask("again"))
+    assert follow_up.text == "done"

@@ -188,7 +188,7 @@ async def test_c36_sliding_window_never_exceeds_the_rpm() -> None:
 
 
 async def test_max_in_flight_is_enforced_separately(fake: FakeLLMServer) -> None:
-    fake.default_reply = Reply(latency=0.1)
+    fake.default_reply = Reply(latency=0.3)
     model = resolve_model(
         "openai:m1", base_url=fake.openai_base_url, api_key=KEY, max_in_flight=3
     )

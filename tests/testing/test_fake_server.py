@@ -258,7 +258,7 @@ async def test_holds_500_requests_in_flight() -> None:
         return int(data.split()[1])
 
     with FakeLLMServer() as fake:
-        fake.default_reply = Reply(latency=0.5)
+        fake.default_reply = Reply(latency=1.5)
         statuses = await asyncio.wait_for(
             asyncio.gather(*(one(fake.port) for _ in range(500))), timeout=60
         )
