@@ -297,6 +297,16 @@ def test_page_streams_text_and_round_trips_clicks(
     session.pump()
 
     assert up.get_attribute("aria-pressed") == "true"
+    up.click()  # already on: nothing new is stored
+
+    # A comment typed and saved with Ctrl+Enter.
+    cell = tab.locator('[data-key="0-0-0"]')
+    cell.get_by_role("button", name="Write a comment on this answer").click()
+    cell.get_by_label("Comment on this answer (Ctrl+Enter saves)").fill(
+        "clear and short"
+    )
+    tab.keyboard.press("Control+Enter")
+    session.pump()
     assert (
         tab.locator('[data-key="0-0-0"]')
         .get_by_role("button", name="Rate 4 of 5")
@@ -304,9 +314,18 @@ def test_page_streams_text_and_round_trips_clicks(
         == "true"
     )
     feedback = repo.feedback_frame(run_id)
-    assert sorted(zip(feedback["kind"], feedback["value"], strict=True)) == [
-        ("rating", 4),
-        ("thumbs", 1),
+    rows = sorted(
+        zip(
+            feedback["kind"],
+            feedback["value"].fillna(0),
+            feedback["comment"].fillna(""),
+            strict=True,
+        )
+    )
+    assert rows == [
+        ("comment", 0, "clear and short"),
+        ("rating", 4, ""),
+        ("thumbs", 1, ""),
     ]
     assert repo.decisions_frame(run_id)["decided_by"].tolist() == ["ada"]
     assert tab.locator(".mq-saving").count() == 0

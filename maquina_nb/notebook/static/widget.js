@@ -578,7 +578,12 @@ class ComparisonView {
 
   actions(key, view) {
     const parts = { node: el("div", "mq-actions") };
-    const send = (content, control) => this.send({ kind: "feedback", key, ...content }, control);
+    const send = (content, control) => {
+      // Pressing the thumb or star that is already on stores nothing new.
+      const feedback = (this.cells[key] || {}).feedback || {};
+      if (content.type !== "comment" && feedback[content.type] === content.value) return;
+      this.send({ kind: "feedback", key, ...content }, control);
+    };
     parts.up = button("▲", "mq-thumb", "Thumbs up", () => send({ type: "thumbs", value: 1 }, parts.up));
     parts.down = button("▼", "mq-thumb", "Thumbs down", () => send({ type: "thumbs", value: -1 }, parts.down));
     parts.rating = el("span", "mq-rating");
@@ -598,7 +603,13 @@ class ComparisonView {
     parts.form = el("div", "mq-comment");
     parts.textarea = el("textarea", "mq-textarea");
     parts.textarea.rows = 2;
-    parts.textarea.setAttribute("aria-label", "Comment on this answer");
+    parts.textarea.setAttribute("aria-label", "Comment on this answer (Ctrl+Enter saves)");
+    parts.textarea.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
+        event.preventDefault();
+        parts.save.click();
+      }
+    });
     parts.save = button("Save comment", "", "Save the comment", () =>
       send({ type: "comment", value: parts.textarea.value }, parts.save));
     parts.form.append(parts.textarea, parts.save);
