@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+import pytest
+
+from maquina_nb.notebook._cells import final_status
+from maquina_nb.notebook._state import ComparisonState
+from maquina_nb.orchestrator.events import (
+    ResponseFailed,
+    ResponseFinished,
+    ResponseStarted,
+    RunFinished,
+    TextDelta,
+)
+
+
+@pytest.mark.parametrize(
+    ("status", "text", "reason", "expected"),
+    [
+        pytest.param("done", "hi", "stop", "done", id="answer"),
+        pytest.param("done", "", "stop", "empty", id="empty"),
+        pytest.param("done", "", "end_turn", "empty", id="anthropic-empty"),
+        pytest.param("done", "", "tool_calls", "tool_call_only", id="openai-tool"),
+        pytest.param("done", "", "tool_use", "tool_call_only", id="anthropic-tool"),
+        pytest.param("done", "", "content_filter", "content_filtered", id="filter"),
+        pytest.param("truncated", "", "length", "truncated", id="truncated"),
+        pytest.param("cached", "x", "stop", "cached", id="cached"),
+    ],
+)
+def test_final_status_names_what_came_back(
+    status: str, text: str, reason: str, expected: str
+) -> None:
+    assert final_status(status, text, reason) == expected
+
+
+def test_state_keys_cover_samples_and_keep_them_apart() -> None:
+    state = ComparisonState("r", ["a", "b"], ["q"], samples=2)
+
+    state.apply(TextDelta("r", 0, "b", 1, "second sample"))
+    state.take_patch()
+
+    assert sorted(state.cells) == ["0-0-0", "0-0-1", "0-1-0", "0-1-1"]
+    assert state.cells["0-1-1"]["text"] == "second sample"
+    assert state.cells["0-1-0"]["text"] == ""
+    assert state.header["total"] == 4
+
+
+def test_state_renders_what_the_page_shows_first() -> None:
+    state = ComparisonState("r", ["a"], [f"q{i}" for i in range(5)])
+    for i in range(5):
+        state.apply(
+            ResponseFinished("r", i, "a", 0, f"id{i}", f"answer {i}", "done", "stop")
+        )
+
+    state.prioritize(["3-0-0", "1-0-0"])
+
+    assert state.next_to_render(2) == [("3-0-0", "answer 3"), ("1-0-0", "answer 1")]
+    assert [key for key, _ in state.next_to_render(10)] == ["0-0-0", "2-0-0", "4-0-0"]
+
+
+def test_state_counts_progress_and_spend() -> None:
+    state = ComparisonState("r", ["a", "b"], ["q0", "q1"], max_cost=1.0)
+
+    state.apply(ResponseStarted("r", 0, "a", 0))
+    state.apply(
+        ResponseFinished("r", 0, "b", 0, "x", "ok", "done", "stop", cost_usd=0.25)
+    )
+    state.apply(ResponseFailed("r", 1, "a", 0, "y", "failed", "timeout", "slow"))
+    state.apply(
+        ResponseFailed("r", 1, "b", 0, None, "skipped", "budget", "over budget")
+    )
+    run = state.snapshot()["run"]
+
+    assert {
+        k: run[k] for k in ("done", "failed", "skipped", "streaming", "queued", "total")
+    } == {
+        "done": 1,
+        "failed": 1,
+        "skipped": 1,
+        "streaming": 1,
+        "queued": 0,
+        "total": 4,
+    }
+    assert (run["cost_usd"], run["cost_complete"], run["max_cost_usd"]) == (
+        0.25,
+        True,
+        1.0,
+    )
+
+    state.apply(RunFinished("r", "cancelled", 1, 1, 4, 0.25, 9.5))
+    run = state.snapshot()["run"]
+    assert (run["status"], run["cancelled"], run["streaming"], run["elapsed_s"]) == (
+        "cancelled",
+        1,
+        0,
+        9.5,
+    )
+
+
+def test_state_ignores_deltas_after_a_response_finished() -> None:
+    state = ComparisonState("r", ["a"], ["q"])
+    state.apply(ResponseFinished("r", 0, "a", 0, "x", "final", "done", "stop"))
+
+    state.apply(TextDelta("r", 0, "a", 0, " late"))
+
+    assert state.full_text("0-0-0") == "final"
