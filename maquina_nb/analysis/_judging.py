@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from maquina_nb._loop import run_sync
 from maquina_nb._redact import get_logger
+from maquina_nb.analysis.judge import add_costs
 from maquina_nb.analysis.pairing import USABLE_STATUSES, prompt_text, shared_prompt
 
 if TYPE_CHECKING:
@@ -219,6 +220,7 @@ def _decide_single(
         "errors": {
             r.id: g.error for r, g in zip(responses, grades, strict=True) if g.error
         },
+        "judge_cost_usd": add_costs([g.cost_usd for g in grades]),
     }
     decision_id = repository.record_decision(
         run_id,
@@ -297,6 +299,7 @@ def _decide_pairwise(
             for a, b, j in results
         ],
         "scores": score,
+        "judge_cost_usd": add_costs([j.cost_usd for _, _, j in results]),
     }
     decision_id = repository.record_decision(
         run_id,

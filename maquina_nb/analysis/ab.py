@@ -288,6 +288,7 @@ class ABTest:
                         "a_first": judgment.forward.winner,
                         "b_first": judgment.backward.winner,
                         "consistent": judgment.consistent,
+                        "judge_cost_usd": judgment.cost_usd,
                     },
                 )
             rows.append(

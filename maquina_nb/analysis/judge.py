@@ -37,6 +37,7 @@ __all__ = [
     "Judge",
     "PairJudgment",
     "Verdict",
+    "add_costs",
     "as_judge",
     "judge_run",
     "parse_score",
@@ -107,6 +108,8 @@ class Grade:
     """The judge's reply, as written."""
     error: str | None = None
     """Why there is no score: a failed call or an unreadable reply."""
+    cost_usd: float | None = None
+    """What the judge call cost, when the provider's price is known."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +120,7 @@ class Verdict:
     """``a`` (first shown), ``b`` (second shown), ``tie``, or ``None``."""
     rationale: str
     error: str | None = None
+    cost_usd: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +148,11 @@ class PairJudgment:
         if self.forward.winner is None or self.backward.winner is None:
             return None
         return self.forward.winner == self.backward.winner
+
+    @property
+    def cost_usd(self) -> float | None:
+        """What both judge calls cost (``None`` when neither price is known)."""
+        return add_costs([self.forward.cost_usd, self.backward.cost_usd])
 
     @property
     def rationale(self) -> str:
@@ -205,7 +214,7 @@ class Judge:
             self._model = resolve_model(str(self.model))
         return self._model
 
-    async def _ask(self, prompt: str) -> tuple[str, str | None]:
+    async def _ask(self, prompt: str) -> tuple[str, str | None, float | None]:
         request = ModelRequest(
             messages=(Message("system", self._rubric.system), Message("user", prompt)),
             temperature=self.temperature,
@@ -215,8 +224,8 @@ class Judge:
             completion = await self.resolved().generate(request)
         except MaquinaError as exc:
             logger.warning("judge %s failed: %s", self.spec, exc)
-            return "", str(exc)
-        return completion.text or "", None
+            return "", str(exc), None
+        return completion.text or "", None, completion.cost_usd
 
     async def agrade(
         self, question: str, answer: str, *, reference: str | None = None
@@ -226,11 +235,11 @@ class Judge:
         prompt = self._rubric.render(
             question=question, answer=answer, reference=reference
         )
-        reply, error = await self._ask(prompt)
+        reply, error, cost = await self._ask(prompt)
         score = parse_score(reply) if error is None else None
         if error is None and score is None:
             error = f"The judge's reply holds no score from 1 to 10: {reply[-200:]!r}."
-        return Grade(score=score, rationale=reply, error=error)
+        return Grade(score=score, rationale=reply, error=error, cost_usd=cost)
 
     async def acompare(
         self,
@@ -248,13 +257,12 @@ class Judge:
         backward_prompt = self._rubric.render(
             question=question, answer_a=answer_b, answer_b=answer_a, reference=reference
         )
-        (
-            (forward_reply, forward_error),
-            (backward_reply, backward_error),
-        ) = await asyncio.gather(self._ask(forward_prompt), self._ask(backward_prompt))
+        forward, backward = await asyncio.gather(
+            self._ask(forward_prompt), self._ask(backward_prompt)
+        )
         return PairJudgment(
-            forward=_verdict(forward_reply, forward_error, swapped=False),
-            backward=_verdict(backward_reply, backward_error, swapped=True),
+            forward=_verdict(*forward, swapped=False),
+            backward=_verdict(*backward, swapped=True),
         )
 
     def grade(
@@ -320,19 +328,28 @@ class Judge:
             )
 
 
-def _verdict(reply: str, error: str | None, *, swapped: bool) -> Verdict:
+def _verdict(
+    reply: str, error: str | None, cost: float | None, *, swapped: bool
+) -> Verdict:
     if error is not None:
-        return Verdict(winner=None, rationale=reply, error=error)
+        return Verdict(winner=None, rationale=reply, error=error, cost_usd=cost)
     winner = parse_verdict(reply)
     if winner is None:
         return Verdict(
             winner=None,
             rationale=reply,
             error=f"The judge's reply holds no verdict [[A]], [[B]] or [[C]]: {reply[-200:]!r}.",
+            cost_usd=cost,
         )
     if swapped and winner != "tie":
         winner = "b" if winner == "a" else "a"
-    return Verdict(winner=winner, rationale=reply)
+    return Verdict(winner=winner, rationale=reply, cost_usd=cost)
+
+
+def add_costs(costs: Sequence[float | None]) -> float | None:
+    """Sum the known costs; ``None`` when none is known (never a made-up 0)."""
+    known = [c for c in costs if c is not None]
+    return sum(known) if known else None
 
 
 def as_judge(judge: str | BaseAIModel | Judge, *, mode: Mode | None = None) -> Judge:

@@ -176,6 +176,8 @@ def test_grade_parses_score_and_keeps_rationale(fake: FakeLLMServer) -> None:
     assert grade.score == 6.0
     assert grade.rationale == "Accurate but terse.\nRating: [[6]]"
     assert grade.error is None
+    assert grade.cost_usd is not None
+    assert grade.cost_usd > 0  # gpt-4o priced from the usage the server reported
     assert "[Expected answer]\nParis\n" in fake.requests_for()[0].prompt
 
 
@@ -286,6 +288,7 @@ def test_judge_run_pairwise_records_decisions_and_votes(
     assert "Paris" in first["rationale"]
     details = first["details"]
     assert details["mode"] == "pairwise"
+    assert details["judge_cost_usd"] > 0
     assert details["comparisons"][0]["consistent"] is True
 
     votes = votes_frame(repository, run_id)  # type: ignore[arg-type]
