@@ -50,6 +50,7 @@ _RUNS = OrchestrationContext.__table__
 _RESPONSES = ModelResponse.__table__
 _FEEDBACK = HumanFeedback.__table__
 _DECISIONS = Decision.__table__
+_CHUNK_ROWS = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,20 +104,39 @@ def _statement(columns: Sequence[_Column]) -> Select[Any]:
     return select(*(type_coerce(c.expr, NullType()).label(c.name) for c in columns))
 
 
-def _fetch(connection: Connection, stmt: Select[Any]) -> list[tuple[Any, ...]]:
+def _fetch_columns(
+    connection: Connection, stmt: Select[Any], width: int
+) -> list[list[Any]]:
+    """Run ``stmt`` and return its result column by column.
+
+    Rows are split into columns a chunk at a time, while the chunk is still in
+    the CPU cache: much faster than one pass per column over a million rows,
+    and the full list of row tuples never exists at once.
+    """
+    columns: list[list[Any]] = [[] for _ in range(width)]
+
+    def take(chunk: Sequence[Any]) -> None:
+        for position, column in enumerate(columns):
+            column.extend([row[position] for row in chunk])
+
     compiled = stmt.compile(dialect=connection.dialect)
     params: Any = compiled.params
     if any(not isinstance(v, (str, int, type(None))) for v in params.values()):
         # Values needing type processing (datetimes): the ordinary path.
-        return [tuple(row) for row in connection.execute(stmt)]
+        for partition in connection.execute(stmt).partitions(_CHUNK_ROWS):
+            take(partition)
+        return columns
+
     if compiled.positiontup is not None:
         params = tuple(params[name] for name in compiled.positiontup)
     cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
         cursor.execute(compiled.string, params)
-        return list(cursor.fetchall())
+        while chunk := cursor.fetchmany(_CHUNK_ROWS):
+            take(chunk)
     finally:
         cursor.close()
+    return columns
 
 
 def _decode_json(values: list[Any]) -> np.ndarray[Any, Any]:
@@ -187,12 +207,11 @@ def _read_frame(
     import pandas as pd
 
     with engine.connect() as connection:
-        rows = _fetch(connection, stmt)
+        values = _fetch_columns(connection, stmt, len(columns))
 
     data = {}
-    for position, column in enumerate(columns):
-        values = [row[position] for row in rows]
-        data[column.name] = _convert(values, column.kind)
+    for column in columns:
+        data[column.name] = _convert(values.pop(0), column.kind)
     return pd.DataFrame(data, copy=False)
 
 
