@@ -175,6 +175,9 @@ class Judge:
         rubric: a Jinja2 template for the judge's message; ``None`` uses the
             built-in rubric of ``mode`` (see :mod:`maquina_nb.analysis._rubrics`).
         criteria: what the judge should weigh, as ``{{ criteria }}``.
+        system: the judge's system prompt; ``None`` uses the built-in one, which
+            asks for ``Rating: [[N]]`` or ``[[A]]``/``[[B]]``/``[[C]]``. A custom
+            one must ask for those forms too, or the replies cannot be read.
         temperature: sampling temperature of the judge; 0 for repeatable grades.
         max_tokens: the bound on each judge reply.
         concurrency: judge calls in flight at once.
@@ -184,6 +187,7 @@ class Judge:
     mode: Mode = "pairwise"
     rubric: str | None = None
     criteria: str = DEFAULT_CRITERIA
+    system: str | None = None
     temperature: float | None = 0.0
     max_tokens: int | None = 1024
     concurrency: int = 8
@@ -216,7 +220,10 @@ class Judge:
 
     async def _ask(self, prompt: str) -> tuple[str, str | None, float | None]:
         request = ModelRequest(
-            messages=(Message("system", self._rubric.system), Message("user", prompt)),
+            messages=(
+                Message("system", self.system or self._rubric.system),
+                Message("user", prompt),
+            ),
             temperature=self.temperature,
             max_tokens=self.max_tokens,
         )
@@ -316,6 +323,7 @@ class Judge:
             "mode": self.mode,
             "rubric": "built-in" if self._rubric.is_default else self._rubric.source,
             "criteria": self.criteria,
+            "system": "built-in" if self.system is None else self.system,
             "temperature": self.temperature,
             "max_tokens": self.max_tokens,
         }

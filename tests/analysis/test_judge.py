@@ -198,10 +198,19 @@ def test_judge_mode_mismatch_says_what_to_do(fake: FakeLLMServer) -> None:
 
 def test_custom_rubric_reaches_the_judge(fake: FakeLLMServer) -> None:
     fake.enqueue(Reply(text="[[9]]"))
-    judge = _judge(fake, mode="single", rubric="Is this polite? {{ answer }}")
+    judge = _judge(
+        fake,
+        mode="single",
+        rubric="Is this polite? {{ answer }}",
+        system="Rate politeness; end with Rating: [[N]].",
+    )
 
     assert judge.grade("Q", "Thank you!").score == 9.0
     assert fake.requests_for()[0].prompt == "Is this polite? Thank you!"
+    assert fake.requests_for()[0].body["messages"][0] == {
+        "role": "system",
+        "content": "Rate politeness; end with Rating: [[N]].",
+    }
     assert judge.details()["rubric"] == "Is this polite? {{ answer }}"
 
 
