@@ -72,12 +72,22 @@ async def _raw_gather(
                     messages=msgs,  # type: ignore[arg-type]
                 )
                 return "".join(b.text for b in reply.content if b.type == "text")
-            async with ant.messages.stream(
+            # The lighter raw event stream, not the accumulating helper: the
+            # stricter baseline.
+            parts = []
+            events = await ant.messages.create(
                 model="claude-sonnet-4-5",
                 max_tokens=1024,
                 messages=msgs,  # type: ignore[arg-type]
-            ) as events:
-                return "".join([text async for text in events.text_stream])
+                stream=True,
+            )
+            async for event in events:
+                if (
+                    event.type == "content_block_delta"
+                    and event.delta.type == "text_delta"
+                ):
+                    parts.append(event.delta.text)
+            return "".join(parts)
 
     started = time.perf_counter()
     calls = []
