@@ -293,3 +293,29 @@ def test_load_ab_test_brings_back_runs_pairs_and_votes(
     assert loaded.vote(rater="ada").total == 3
     with pytest.raises(StoreError, match="No A/B test named 'other'"):
         load_ab_test("other", db=repository)
+
+
+def test_ab_failed_answers_are_left_out_of_the_pairs(
+    repository: Repository, questions: pd.DataFrame
+) -> None:
+    from maquina_nb.errors import ProviderResponseError
+    from maquina_nb.providers import register_model
+    from maquina_nb.providers.registry import unregister_model
+
+    @register_model("flaky-ab")
+    async def flaky(request: object) -> str:
+        prompt = request.messages[-1].content  # type: ignore[attr-defined]
+        if "2 + 2" in prompt:
+            raise ProviderResponseError("boom", provider="custom", model="flaky-ab")
+        return f"flaky: {prompt}"
+
+    try:
+        ab = ab_test(
+            {"q": "{{ question }}"}, ["echo", "flaky-ab"], over=questions, db=repository
+        )
+    finally:
+        unregister_model("flaky-ab")
+
+    assert sorted(p.item_index for p in ab.pairs) == [0, 1, 3, 4, 5]
+    failed = [r for r in ab.runs["q"].responses if r.status == "failed"]
+    assert [(r.item_index, r.model_spec) for r in failed] == [(2, "flaky-ab")]
