@@ -177,7 +177,12 @@ async def _readers(
             while time.monotonic() < stop:
                 run_id = rng.choice(run_ids)
                 pick = rng.random() < 0.5
-                for kind in ("maquina", "bare"):
+                # Both apps, in a random order (the second of a pair waits less
+                # for a connection, which would favour whichever always went second).
+                order = (
+                    ("maquina", "bare") if rng.random() < 0.5 else ("bare", "maquina")
+                )
+                for kind in order:
                     if pick:
                         path = (
                             "/api/runs?limit=50"

@@ -27,6 +27,7 @@ from maquina_nb.server._security import (
     LOOPBACK_HOSTS,
     BodySizeLimitMiddleware,
     HostCheckMiddleware,
+    SecurityHeadersMiddleware,
     token_matches,
 )
 from maquina_nb.server.live import RunLauncher, stream_run
@@ -62,19 +63,6 @@ class ServerState:
     allow_start_runs: bool
     poll_interval_s: float
     tail_max_s: float
-
-
-def _security_headers(app: FastAPI) -> None:
-    @app.middleware("http")
-    async def add_headers(request: Request, call_next: Any) -> Any:
-        response = await call_next(request)
-        # JSON is never to be sniffed as HTML, and no page may frame the API.
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        response.headers.setdefault("Referrer-Policy", "no-referrer")
-        if request.url.path.startswith("/api/"):
-            response.headers.setdefault("Cache-Control", "no-store")
-        return response
 
 
 def _error_handlers(app: FastAPI) -> None:
@@ -211,8 +199,8 @@ def create_app(
                 return
         await stream_run(websocket, state, run_id, subprotocol=subprotocol)
 
-    _security_headers(app)
     _error_handlers(app)
+    app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(
         HostCheckMiddleware,
         allowed=LOOPBACK_HOSTS if allowed_hosts is None else tuple(allowed_hosts),

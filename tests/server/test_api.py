@@ -30,7 +30,11 @@ def _walk(
 
 
 def test_health_and_openapi_docs_are_served(client: TestClient) -> None:
-    assert client.get("/api/health").json()["status"] == "ok"
+    health = client.get("/api/health")
+    assert health.json()["status"] == "ok"
+    assert health.headers["cache-control"] == "no-store"
+    assert health.headers["x-frame-options"] == "DENY"
+    assert health.headers["x-content-type-options"] == "nosniff"
 
     schema = client.get("/openapi.json").json()
     assert {

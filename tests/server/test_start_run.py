@@ -165,7 +165,9 @@ def test_a_run_over_budget_is_refused_before_anything_is_sent(
 
 
 def test_a_blank_model_spec_is_named_by_its_index(client: TestClient) -> None:
-    answer = client.post("/api/runs", json={"template": "hi", "models": ["echo", "   "]})
+    answer = client.post(
+        "/api/runs", json={"template": "hi", "models": ["echo", "   "]}
+    )
 
     assert answer.status_code == 422
     assert answer.json()["detail"][0]["loc"] == ["body", "models", 1]
