@@ -174,3 +174,40 @@ def test_truncated_sdk_answer_is_flagged_and_not_reused(
         ]
         assert first.responses[0].text == "The answer is"
         assert len(fake.requests_for()) == 2
+
+
+def test_c29_braces_reach_the_server_verbatim(db_url: str) -> None:
+    df = pd.DataFrame({"code": ["{x: x**2 for x in nums}", '{"a": 1}']})
+
+    with FakeLLMServer() as fake:
+        gpt = resolve_model(
+            "openai:gpt-4o", base_url=fake.openai_base_url, api_key="sk-test-c29"
+        )
+        orchestrate(
+            'Explain this code: {{ code }}\nAnswer as {"verdict": "..."}',
+            [gpt],
+            over=df,
+            db=db_url,
+        )
+        prompts = sorted(r.prompt for r in fake.requests_for())
+
+    assert prompts == [
+        'Explain this code: {"a": 1}\nAnswer as {"verdict": "..."}',
+        'Explain this code: {x: x**2 for x in nums}\nAnswer as {"verdict": "..."}',
+    ]
+
+
+def test_budget_refusal_with_real_prices_sends_nothing(db_url: str) -> None:
+    from maquina_nb.errors import BudgetExceededError
+
+    with FakeLLMServer() as fake:
+        gpt = resolve_model(
+            "openai:gpt-4o", base_url=fake.openai_base_url, api_key="sk-test-budget"
+        )
+
+        with pytest.raises(BudgetExceededError) as caught:
+            orchestrate(["a", "b"], [gpt], db=db_url, max_tokens=1000, max_cost=0.0001)
+
+        assert fake.requests_for() == []
+    # Two requests bounded by 1,000 output tokens each at gpt-4o's price.
+    assert caught.value.estimate > 0.0001
