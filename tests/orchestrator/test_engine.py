@@ -523,3 +523,20 @@ def test_a_models_own_timeout_error_is_kept_as_is(db_url: str) -> None:
         "timeout",
         "TimeoutError: read timed out after 5s",
     )
+
+
+def test_a_slow_model_cannot_take_every_slot(db_url: str) -> None:
+    seen: list[ev.Event] = []
+    slow, fast = ScriptedModel("slow", delay=0.5), ScriptedModel("fast")
+
+    orchestrate(
+        [f"q{i}" for i in range(10)],
+        [slow, fast],
+        db=db_url,
+        concurrency=4,
+        on_event=seen.append,
+    )
+
+    finished = [e.model for e in seen if isinstance(e, ev.ResponseFinished)]
+    assert finished[:10] == ["custom:fast"] * 10
+    assert finished[10:] == ["custom:slow"] * 10
