@@ -16,9 +16,10 @@ import abc
 import asyncio
 import json
 import os
+import sys
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
+from typing import Any, TypeVar
 
 from maquina_nb._redact import get_logger
 from maquina_nb.errors import (
@@ -41,6 +42,7 @@ __all__ = ["RemoteModel"]
 logger = get_logger(__name__)
 
 _ORPHANED_CLIENTS: list[Any] = []
+T = TypeVar("T")
 
 
 class RemoteModel(BaseAIModel):
@@ -75,6 +77,8 @@ class RemoteModel(BaseAIModel):
             max_retry_after=self.settings.max_retry_after,
         )
         self._clients: dict[asyncio.AbstractEventLoop, Any] = {}
+        self._limiter: RateLimiter | None = None
+        self._limiter_base_url: str | None = None
         if self.settings.api_key:
             from maquina_nb._redact import register_secret
 
@@ -106,13 +110,18 @@ class RemoteModel(BaseAIModel):
     @property
     def limiter(self) -> RateLimiter:
         """The process-wide limiter this model shares with same-identity models."""
-        return limiter_for(
-            json.dumps(self.identity, sort_keys=True),
-            requests_per_minute=self.settings.requests_per_minute,
-            tokens_per_minute=self.settings.tokens_per_minute,
-            max_in_flight=self.settings.max_in_flight,
-            clock=self.clock,
-        )
+        # Looked up once per base URL: the registry lookup costs a JSON dump.
+        base_url = self.base_url
+        if self._limiter is None or self._limiter_base_url != base_url:
+            self._limiter = limiter_for(
+                json.dumps(self.identity, sort_keys=True),
+                requests_per_minute=self.settings.requests_per_minute,
+                tokens_per_minute=self.settings.tokens_per_minute,
+                max_in_flight=self.settings.max_in_flight,
+                clock=self.clock,
+            )
+            self._limiter_base_url = base_url
+        return self._limiter
 
     def key_info(self) -> KeyInfo:
         """Report where the key comes from and whether it is usable (no network)."""
@@ -345,14 +354,10 @@ class RemoteModel(BaseAIModel):
                 started = time.perf_counter()
                 try:
                     with self._map_errors():
-                        call = self._generate_once(client, request)
-                        if self.settings.timeout is None:
-                            completion = await call
-                        else:
-                            completion = await asyncio.wait_for(
-                                call, self.settings.timeout
-                            )
-                except asyncio.TimeoutError as exc:
+                        completion = await _within(
+                            self._generate_once(client, request), self.settings.timeout
+                        )
+                except (asyncio.TimeoutError, TimeoutError) as exc:
                     raise self._timeout_error(
                         "the whole call", self.settings.timeout
                     ) from exc
@@ -464,6 +469,16 @@ class RemoteModel(BaseAIModel):
             aclose = getattr(iterator, "aclose", None)
             if aclose is not None:
                 await aclose()
+
+
+async def _within(call: Awaitable[T], timeout: float | None) -> T:
+    """Await ``call`` within ``timeout`` seconds (no extra task on Python 3.11+)."""
+    if timeout is None:
+        return await call
+    if sys.version_info >= (3, 11):
+        async with asyncio.timeout(timeout):
+            return await call
+    return await asyncio.wait_for(call, timeout)  # pragma: no cover - Python 3.10
 
 
 def _remaining(deadline: float | None) -> float | None:

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import math
 import threading
-from typing import TYPE_CHECKING
+import time
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
 
 from maquina_nb._redact import get_logger
 
@@ -108,22 +110,97 @@ def price_usage(
     if provider_id is None:
         _warn_once(provider, model_id)
         return None
-    try:
-        from genai_prices import Usage, calc_price
-    except ImportError:  # pragma: no cover - a declared dependency; guards odd installs
+    prices = _model_prices(provider_id, model_id)
+    if prices is None:
         _warn_once(provider, model_id)
         return None
+    fast = _fast_price(
+        prices,
+        input_tokens or 0,
+        output_tokens or 0,
+        cached_tokens or 0,
+        cache_write_tokens or 0,
+    )
+    if fast is not None:
+        return fast
+
+    from genai_prices import Usage, calc_price
+
     usage = Usage(
         input_tokens=input_tokens or 0,
         output_tokens=output_tokens or 0,
         cache_read_tokens=cached_tokens or None,
         cache_write_tokens=cache_write_tokens or None,
     )
+    return float(calc_price(usage, model_id, provider_id=provider_id).total_price)
+
+
+# (provider, model id) -> (looked up at, the model's prices or None if unknown).
+_price_cache: dict[tuple[str, str], tuple[float, Any]] = {}
+_PRICE_CACHE_S = 3600.0
+
+
+def _model_prices(provider_id: str, model_id: str) -> Any:
+    """Return genai-prices' price set for a model (cached for an hour), or None."""
+    now = time.monotonic()
+    cached = _price_cache.get((provider_id, model_id))
+    if cached is not None and now - cached[0] < _PRICE_CACHE_S:
+        return cached[1]
     try:
-        return float(calc_price(usage, model_id, provider_id=provider_id).total_price)
-    except LookupError:
-        _warn_once(provider, model_id)
+        from genai_prices import Usage, calc_price
+    except ImportError:  # pragma: no cover - a declared dependency; guards odd installs
         return None
+    try:
+        prices = calc_price(
+            Usage(input_tokens=1), model_id, provider_id=provider_id
+        ).model_price
+    except LookupError:
+        prices = None
+    _price_cache[(provider_id, model_id)] = (now, prices)
+    return prices
+
+
+def _rate(price: Any, total_input: int) -> float | None:
+    """USD per million tokens at this request size (tiers apply to the whole request)."""
+    if price is None:
+        return None
+    if isinstance(price, Decimal):
+        return float(price)
+    rate = price.base
+    for tier in price.tiers:
+        if total_input > tier.start:
+            rate = tier.price
+    return float(rate)
+
+
+def _fast_price(
+    prices: Any, input_tokens: int, output_tokens: int, cached: int, written: int
+) -> float | None:
+    """Price plain per-token rates without genai-prices' slower general path.
+
+    ``genai-prices.calc_price`` costs 100-250 microseconds a call, a few percent
+    of a whole local call; the arithmetic is the same for the usual price sets.
+    Returns ``None`` (use the general path) for anything unusual.
+    """
+    try:
+        input_rate = _rate(prices.input_mtok, input_tokens)
+        output_rate = _rate(prices.output_mtok, input_tokens)
+        read_rate = _rate(prices.cache_read_mtok, input_tokens) if cached else 0.0
+        write_rate = _rate(prices.cache_write_mtok, input_tokens) if written else 0.0
+    except (AttributeError, TypeError):
+        return None
+    if None in (input_rate, output_rate, read_rate, write_rate):
+        return None
+    uncached = input_tokens - cached - written
+    if uncached < 0:
+        return None
+    total = (
+        uncached * input_rate  # type: ignore[operator]
+        + cached * read_rate  # type: ignore[operator]
+        + written * write_rate  # type: ignore[operator]
+        + output_tokens * output_rate  # type: ignore[operator]
+    )
+    return total / 1e6
 
 
 def estimate_cost(model: BaseAIModel, request: ModelRequest) -> float | None:

@@ -203,3 +203,52 @@ def test_list_models_shows_limits_key_status_and_unit_prices(
     assert frame.loc["house", "requests_per_minute"] == 7
     assert pd.isna(frame.loc["house", "input_usd_per_mtok"])
     assert "0123456789" not in frame.to_string()
+
+
+@pytest.mark.parametrize(
+    ("provider", "model"),
+    [
+        ("openai", "gpt-4o"),
+        ("openai", "gpt-4o-mini"),
+        ("openai", "gpt-3.5-turbo"),
+        ("openai", "gpt-4"),
+        ("openai", "o3-mini"),
+        ("anthropic", "claude-sonnet-4-5"),
+        ("anthropic", "claude-haiku-4-5"),
+        ("anthropic", "claude-opus-4-1"),
+    ],
+)
+@pytest.mark.parametrize(
+    ("tokens_in", "tokens_out", "read", "written"),
+    [
+        (10, 5, 0, 0),
+        (1000, 100, 600, 0),
+        (1000, 100, 0, 300),
+        (250_000, 1000, 50_000, 10_000),
+    ],
+)
+def test_fast_pricing_matches_genai_prices(
+    provider: str, model: str, tokens_in: int, tokens_out: int, read: int, written: int
+) -> None:
+    from genai_prices import Usage, calc_price
+
+    if provider == "openai" and written:
+        pytest.skip("OpenAI reports no cache writes")
+    usage = Usage(
+        input_tokens=tokens_in,
+        output_tokens=tokens_out,
+        cache_read_tokens=read or None,
+        cache_write_tokens=written or None,
+    )
+    expected = float(calc_price(usage, model, provider_id=provider).total_price)
+
+    ours = price_usage(
+        provider,
+        model,
+        input_tokens=tokens_in,
+        output_tokens=tokens_out,
+        cached_tokens=read,
+        cache_write_tokens=written,
+    )
+
+    assert ours == pytest.approx(expected, rel=1e-9)
