@@ -24,6 +24,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    delete,
     insert,
     select,
     type_coerce,
@@ -46,6 +47,7 @@ __all__ = [
     "VOTES_COLUMNS",
     "VOTE_WINNERS",
     "PairwiseVote",
+    "delete_vote",
     "record_vote",
     "record_votes",
     "votes_frame",
@@ -244,6 +246,24 @@ def record_votes(
 
     logger.debug("%d pairwise vote(s) stored", len(rows))
     return [row["id"] for row in rows]
+
+
+def delete_vote(target: Repository | Engine, vote_id: str) -> None:
+    """Delete one vote (a rater's undo).
+
+    Raises:
+        StoreError: no vote has that id.
+    """
+    writer = _engine(target).execution_options(sqlite_immediate=True)
+    with writer.begin() as connection:
+        result = connection.execute(
+            delete(PairwiseVote).where(PairwiseVote.id == vote_id)
+        )
+        if result.rowcount == 0:
+            raise StoreError(
+                f"No vote with id {vote_id!r}; it may have been deleted with its run."
+            )
+    logger.debug("vote %s deleted", vote_id)
 
 
 def _checked(vote: Mapping[str, Any]) -> dict[str, Any]:

@@ -2,9 +2,10 @@
 
 :class:`PairwiseWidget` shows one :class:`~maquina_nb.analysis.pairing.BlindPair`
 at a time, its sides in random order, with *Left is better*, *Tie* and *Right is
-better* buttons (keys 1/2/3 or the arrow keys). Every vote is stored at once as
-a ``pairwise_votes`` row; the widget then moves to the next pair and, after the
-last one, reveals which model wrote which answer.
+better* buttons (keys 1/2/3 or the arrow keys), *Skip*, and *Undo* for the last
+vote. Every vote is stored at once as a ``pairwise_votes`` row; the widget then
+moves to the next pair and, after the last one, reveals which model wrote which
+answer.
 
 Model names never reach the page before the reveal: the synced state holds
 only the current pair's rendered text. Answers are rendered as Markdown with raw
@@ -25,7 +26,7 @@ import traitlets
 
 from maquina_nb._redact import get_logger
 from maquina_nb.analysis.pairing import BlindPair, shuffle_pairs
-from maquina_nb.db.votes import VOTE_WINNERS, record_vote
+from maquina_nb.db.votes import VOTE_WINNERS, delete_vote, record_vote
 from maquina_nb.notebook.render import render_markdown
 
 if TYPE_CHECKING:
@@ -86,6 +87,7 @@ class PairwiseWidget(anywidget.AnyWidget):
         self._rater = rater
         self._on_vote = on_vote
         self._votes: list[tuple[BlindPair, str | None]] = []
+        self._vote_ids: list[str | None] = []
         self.title = title
         self.total = len(self._pairs)
         self.on_msg(self._handle_message)
@@ -132,6 +134,7 @@ class PairwiseWidget(anywidget.AnyWidget):
             item_index=pair.item_index,
         )
         self._votes.append((pair, winner))
+        self._vote_ids.append(vote_id)
         if self._on_vote is not None:
             self._on_vote(pair, winner, vote_id)
         self._show(self.position + 1)
@@ -142,7 +145,29 @@ class PairwiseWidget(anywidget.AnyWidget):
         if self.done:
             return
         self._votes.append((self._pairs[self.position], None))
+        self._vote_ids.append(None)
         self._show(self.position + 1)
+
+    def undo(self) -> None:
+        """Take back the last vote (or skip) and show that pair again.
+
+        Raises:
+            ValueError: nothing to undo, or the models have been revealed (a
+                vote cast after seeing them would no longer be blind).
+        """
+        if self.revealed:
+            raise ValueError(
+                "The models have been revealed, so a new vote would not be blind; "
+                "start a new session (ab.vote()) to vote again."
+            )
+        if not self._votes:
+            raise ValueError("There is no vote to undo yet.")
+        vote_id = self._vote_ids[-1]
+        if vote_id is not None:
+            delete_vote(self._repository, vote_id)
+        self._votes.pop()
+        self._vote_ids.pop()
+        self._show(self.position - 1)
 
     def reveal(self) -> None:
         """Show which model wrote which answer (also happens after the last pair)."""
@@ -190,13 +215,16 @@ class PairwiseWidget(anywidget.AnyWidget):
                 self.vote(str(content.get("winner")))
             elif content.get("type") == "skip":
                 self.skip()
+            elif content.get("type") == "undo":
+                self.undo()
         except Exception as exc:
             # NOTE: IPython does not show exceptions raised in comm callbacks, so the
             # error is logged and put on the page instead of being lost.
-            logger.exception("storing a pairwise vote failed")
+            logger.exception("handling a pairwise vote message failed")
             # Clearing first makes a repeated, identical error redraw the page too.
             self.error = ""
-            self.error = f"The vote was not stored: {exc}"
+            action = "undone" if content.get("type") == "undo" else "stored"
+            self.error = f"The vote was not {action}: {exc}"
 
     def __repr__(self) -> str:
         return f"<PairwiseWidget {min(self.position, self.total)}/{self.total} pairs voted>"

@@ -241,3 +241,28 @@ def test_page_double_click_stores_one_vote(tab: Any, repository: Repository) -> 
     assert list(votes_frame(repository, run_id)["winner"]) == ["tie"]
     assert tab.locator(".mqp-progress").inner_text() == "Pair 2 of 2"
     assert tab.page_errors == []
+
+
+def test_page_undo_takes_back_the_last_vote(tab: Any, repository: Repository) -> None:
+    run_id, pairs = _pairs(repository)
+    widget = PairwiseWidget(pairs, repository=repository, shuffle=False)
+    _start(tab, widget)
+    root = tab.locator(".mqp-root")
+    assert root.get_by_role("button", name="Undo").count() == 0  # nothing to undo
+
+    root.get_by_role("button", name="Left is better").click()
+    _pump(tab, widget)
+    assert len(votes_frame(repository, run_id)) == 1
+    root.get_by_role("button", name="Undo").click()
+    _pump(tab, widget)
+
+    assert root.locator(".mqp-progress").inner_text() == "Pair 1 of 2"
+    assert votes_frame(repository, run_id).empty
+    root.focus()
+    tab.keyboard.press("3")
+    _pump(tab, widget)
+    tab.keyboard.press("u")
+    _pump(tab, widget)
+    assert root.locator(".mqp-progress").inner_text() == "Pair 1 of 2"
+    assert votes_frame(repository, run_id).empty
+    assert tab.page_errors == []

@@ -194,3 +194,33 @@ def test_pairwise_with_no_pairs(repository: Repository) -> None:
     assert widget.total == 0
     assert widget.done
     assert "no pairs" in widget._repr_mimebundle_()[0]["text/html"]
+
+
+def test_pairwise_undo_deletes_the_vote_and_shows_the_pair_again(
+    repository: Repository,
+) -> None:
+    run_id, pairs = _pairs(repository, [("a0", "b0"), ("a1", "b1")])
+    widget = PairwiseWidget(pairs, repository=repository, shuffle=False)
+
+    _click(widget, {"type": "vote", "winner": "left", "position": 0})
+    assert len(votes_frame(repository, run_id)) == 1
+    _click(widget, {"type": "undo", "position": 1})
+
+    assert widget.position == 0
+    assert widget.votes == []
+    assert votes_frame(repository, run_id).empty
+    assert "a0" in widget.current["left_html"]
+
+    # A skip can be undone too; nothing was stored for it.
+    widget.skip()
+    widget.undo()
+    assert widget.position == 0
+    with pytest.raises(ValueError, match="no vote to undo"):
+        widget.undo()
+
+    # Once the models are revealed, votes can no longer be taken back.
+    widget.vote("right")
+    widget.vote("tie")
+    with pytest.raises(ValueError, match="would not be blind"):
+        widget.undo()
+    assert list(votes_frame(repository, run_id)["winner"]) == ["model_b", "tie"]

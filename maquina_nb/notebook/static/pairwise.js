@@ -73,6 +73,13 @@ function drawPair(root, model, send) {
   skip.type = "button";
   skip.addEventListener("click", () => model.send({ type: "skip", position }));
   buttons.append(skip);
+  if (position > 0) {
+    const undo = element("button", "mqp-undo", "Undo");
+    undo.type = "button";
+    undo.title = "Take back the last vote (key u)";
+    undo.addEventListener("click", () => model.send({ type: "undo", position }));
+    buttons.append(undo);
+  }
   root.append(buttons);
 }
 
@@ -117,6 +124,12 @@ function render({ model, el }) {
 
   const onKey = (event) => {
     if (model.get("revealed") || root.classList.contains("mqp-busy")) return;
+    if (event.key === "u" && model.get("position") > 0) {
+      event.preventDefault();
+      root.classList.add("mqp-busy");
+      model.send({ type: "undo", position: model.get("position") });
+      return;
+    }
     const winner = KEYS[event.key];
     if (winner) {
       event.preventDefault();
