@@ -19,6 +19,7 @@ by column, which is what keeps a million-row export close to the cost of
 from __future__ import annotations
 
 import json
+import typing
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -101,7 +102,8 @@ def _responses_columns(audit: bool) -> list[_Column]:
 def _statement(columns: Sequence[_Column]) -> Select[Any]:
     # NullType: no result processing; values arrive as the driver returns them
     # and are converted a whole column at a time below.
-    return select(*(type_coerce(c.expr, NullType()).label(c.name) for c in columns))
+    stmt = select(*(type_coerce(c.expr, NullType()).label(c.name) for c in columns))
+    return typing.cast("Select[Any]", stmt)
 
 
 def _fetch_columns(

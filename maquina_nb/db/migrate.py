@@ -183,6 +183,15 @@ def _backup_sqlite(path: Path, revision: str) -> Path:
     return target
 
 
+def _sqlite_foreign_keys(connection: Connection, *, on: bool) -> None:
+    # PRAGMA foreign_keys is ignored inside a transaction, so it goes to the
+    # driver connection directly, outside any transaction SQLAlchemy begins.
+    driver = connection.connection.driver_connection
+    if driver is None:  # pragma: no cover - an invalidated connection
+        raise StoreError("The SQLite connection was closed during a migration; retry.")
+    driver.execute(f"PRAGMA foreign_keys={'ON' if on else 'OFF'}")
+
+
 @contextlib.contextmanager
 def migration_connection(
     engine: Engine, *, target: str | None = None
@@ -196,9 +205,7 @@ def migration_connection(
     is_sqlite = engine.dialect.name == "sqlite"
     with engine.connect() as connection, _migration_lock(engine, connection):
         if is_sqlite:
-            # PRAGMA foreign_keys is ignored inside a transaction, so it is set on
-            # the driver connection before SQLAlchemy begins one.
-            connection.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")  # type: ignore[union-attr]
+            _sqlite_foreign_keys(connection, on=False)
         try:
             revision = current_revision(connection)
             connection.commit()
@@ -220,9 +227,7 @@ def migration_connection(
                         )
         finally:
             if is_sqlite:
-                connection.connection.driver_connection.execute(
-                    "PRAGMA foreign_keys=ON"
-                )  # type: ignore[union-attr]
+                _sqlite_foreign_keys(connection, on=True)
 
 
 def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str | None]:

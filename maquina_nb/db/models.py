@@ -161,17 +161,17 @@ class OrchestrationContext(TimestampMixin, Base):
 
     @validates("status")
     def _check_status(self, key: str, value: str) -> str:
-        return check_choice("OrchestrationContext", key, value, RUN_STATUSES)  # type: ignore[no-any-return]
+        return check_choice("OrchestrationContext", key, value, RUN_STATUSES)
 
     @validates("item_count", "samples")
     def _check_counts(self, key: str, value: int) -> int:
         return check_non_negative(
             "OrchestrationContext", key, value, integer=True, required=True
-        )  # type: ignore[no-any-return]
+        )
 
     @validates("estimated_cost_usd", "max_cost_usd", "total_cost_usd")
     def _check_cost(self, key: str, value: float | None) -> float | None:
-        return check_non_negative("OrchestrationContext", key, value)  # type: ignore[no-any-return]
+        return check_non_negative("OrchestrationContext", key, value)
 
     @validates("models")
     def _check_models(self, key: str, value: list[str]) -> list[str]:
@@ -256,25 +256,25 @@ class ModelResponse(TimestampMixin, Base):
 
     @validates("model_spec")
     def _check_spec(self, key: str, value: str) -> str:
-        return check_non_empty("ModelResponse", key, value)  # type: ignore[no-any-return]
+        return check_non_empty("ModelResponse", key, value)
 
     @validates("status")
     def _check_status(self, key: str, value: str) -> str:
-        return check_choice("ModelResponse", key, value, RESPONSE_STATUSES)  # type: ignore[no-any-return]
+        return check_choice("ModelResponse", key, value, RESPONSE_STATUSES)
 
     @validates("input_tokens", "output_tokens", "cached_tokens")
     def _check_tokens(self, key: str, value: int | None) -> int | None:
-        return check_non_negative("ModelResponse", key, value, integer=True)  # type: ignore[no-any-return]
+        return check_non_negative("ModelResponse", key, value, integer=True)
 
     @validates("item_index", "sample_index")
     def _check_index(self, key: str, value: int) -> int:
         return check_non_negative(
             "ModelResponse", key, value, integer=True, required=True
-        )  # type: ignore[no-any-return]
+        )
 
     @validates("cost_usd", "latency_s", "ttft_s")
     def _check_number(self, key: str, value: float | None) -> float | None:
-        return check_non_negative("ModelResponse", key, value)  # type: ignore[no-any-return]
+        return check_non_negative("ModelResponse", key, value)
 
     def __repr__(self) -> str:
         return redact(
@@ -308,7 +308,7 @@ class HumanFeedback(TimestampMixin, Base):
 
     @validates("kind", "value", "comment", "label")
     def _check_kind_value(self, key: str, value: Any) -> Any:
-        fields = {
+        fields: dict[str, Any] = {
             "kind": self.kind,
             "value": self.value,
             "comment": self.comment,
@@ -327,7 +327,7 @@ class HumanFeedback(TimestampMixin, Base):
 
     @validates("rater")
     def _check_rater(self, key: str, value: str) -> str:
-        return check_non_empty("HumanFeedback", key, value)  # type: ignore[no-any-return]
+        return check_non_empty("HumanFeedback", key, value)
 
     def __repr__(self) -> str:
         return redact(
@@ -371,15 +371,15 @@ class Decision(TimestampMixin, Base):
 
     @validates("strategy")
     def _check_strategy(self, key: str, value: str) -> str:
-        return check_choice("Decision", key, value, DECISION_STRATEGIES)  # type: ignore[no-any-return]
+        return check_choice("Decision", key, value, DECISION_STRATEGIES)
 
     @validates("item_index")
     def _check_index(self, key: str, value: int) -> int:
-        return check_non_negative("Decision", key, value, integer=True, required=True)  # type: ignore[no-any-return]
+        return check_non_negative("Decision", key, value, integer=True, required=True)
 
     @validates("decided_by")
     def _check_decided_by(self, key: str, value: str) -> str:
-        return check_non_empty("Decision", key, value)  # type: ignore[no-any-return]
+        return check_non_empty("Decision", key, value)
 
     def __repr__(self) -> str:
         return redact(

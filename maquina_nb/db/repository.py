@@ -18,6 +18,7 @@ import functools
 import json
 import operator
 import platform
+import typing
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
@@ -27,6 +28,7 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     Engine,
+    Table,
     and_,
     cast,
     delete,
@@ -62,7 +64,8 @@ __all__ = ["RESPONSE_COLUMNS", "Repository", "RunPage"]
 
 logger = get_logger(__name__)
 
-_RESPONSES = ModelResponse.__table__
+_RESPONSES = typing.cast(Table, ModelResponse.__table__)
+_RUNS = typing.cast(Table, OrchestrationContext.__table__)
 #: The keys ``add_responses`` accepts: the ``model_responses`` column names.
 RESPONSE_COLUMNS: tuple[str, ...] = tuple(column.name for column in _RESPONSES.columns)
 _RESPONSE_DEFAULTS: dict[str, Any] = {
@@ -139,7 +142,8 @@ def _decode_cursor(cursor: str) -> tuple[dt.datetime, str]:
 
 def _json_list_contains(engine: Engine, column: Any, value: str) -> ColumnElement[bool]:
     if engine.dialect.name == "postgresql":
-        return cast(column, JSONB).contains([value])
+        contains: ColumnElement[bool] = cast(column, JSONB).contains([value])
+        return contains
     each = func.json_each(column).table_valued("value")
     return exists(select(literal(1)).select_from(each).where(each.c.value == value))
 
@@ -298,8 +302,7 @@ class Repository:
     def delete_run(self, run_id: str) -> None:
         """Delete a run, its responses, their feedback and its decisions."""
         with self._writer.begin() as connection:
-            table = OrchestrationContext.__table__
-            result = connection.execute(delete(table).where(table.c.id == run_id))
+            result = connection.execute(delete(_RUNS).where(_RUNS.c.id == run_id))
             if result.rowcount == 0:
                 raise self._no_run(run_id)
         logger.info("deleted run %s", run_id)

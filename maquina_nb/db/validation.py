@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from maquina_nb.errors import InvalidFieldError
 
@@ -59,20 +59,22 @@ DECISION_STRATEGIES: tuple[str, ...] = (
     "majority",
 )
 
+_T = TypeVar("_T")
+
 _RESPONSE_STATUS_SET = frozenset(RESPONSE_STATUSES)
 _RESPONSE_INDEX_FIELDS = ("item_index", "sample_index")
 _RESPONSE_INT_FIELDS = ("input_tokens", "output_tokens", "cached_tokens")
 _RESPONSE_NUMBER_FIELDS = ("cost_usd", "latency_s", "ttft_s")
 
 
-def check_choice(model: str, field: str, value: Any, choices: tuple[str, ...]) -> Any:
+def check_choice(model: str, field: str, value: _T, choices: tuple[str, ...]) -> _T:
     """Return ``value`` if it is one of ``choices``."""
     if value not in choices:
         raise InvalidFieldError(model, field, value, f"one of {', '.join(choices)}")
     return value
 
 
-def check_non_empty(model: str, field: str, value: Any) -> Any:
+def check_non_empty(model: str, field: str, value: _T) -> _T:
     """Return ``value`` if it is a string with something other than spaces."""
     if not isinstance(value, str) or not value.strip():
         raise InvalidFieldError(model, field, value, "a non-empty string")
@@ -80,8 +82,8 @@ def check_non_empty(model: str, field: str, value: Any) -> Any:
 
 
 def check_non_negative(
-    model: str, field: str, value: Any, *, integer: bool = False, required: bool = False
-) -> Any:
+    model: str, field: str, value: _T, *, integer: bool = False, required: bool = False
+) -> _T:
     """Return ``value`` if it is a finite number >= 0 (or ``None`` when optional)."""
     if value is None and not required:
         return value
