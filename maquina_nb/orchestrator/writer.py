@@ -106,21 +106,45 @@ class ResponseWriter:
         try:
             await asyncio.to_thread(self.repository.add_responses, batch)
         except Exception:
-            self.unsaved += len(batch)
-            logger.warning(
-                "could not save %d responses; they are kept in the returned Run only",
-                len(batch),
-                exc_info=True,
+            # One bad row must not cost the others: retry them one at a time.
+            logger.debug(
+                "batch of %d failed; writing row by row", len(batch), exc_info=True
             )
-            saved = False
+            saved_rows, lost_rows = await asyncio.to_thread(self._write_each, batch)
+            self._announce(saved_rows, True)
+            self._announce(lost_rows, False)
         else:
             self.written += len(batch)
-            saved = True
-        if self.on_stored is not None:
+            self._announce(batch, True)
+
+    def _write_each(self, batch: list[Row]) -> tuple[list[Row], list[Row]]:
+        saved: list[Row] = []
+        lost: list[Row] = []
+        for row in batch:
             try:
-                self.on_stored(batch, saved)
-            except Exception:
-                logger.exception("after storing %d responses", len(batch))
+                self.repository.add_responses([row])
+            except Exception as exc:
+                lost.append(row)
+                logger.warning(
+                    "could not save the response of %s to item %s (%s); it is kept in "
+                    "the returned Run only",
+                    row.get("model_spec"),
+                    row.get("item_index"),
+                    type(exc).__name__,
+                )
+            else:
+                saved.append(row)
+        self.written += len(saved)
+        self.unsaved += len(lost)
+        return saved, lost
+
+    def _announce(self, rows: list[Row], saved: bool) -> None:
+        if not rows or self.on_stored is None:
+            return
+        try:
+            self.on_stored(rows, saved)
+        except Exception:
+            logger.exception("after storing %d responses", len(rows))
 
     async def aclose(self) -> None:
         """Write everything still buffered and stop the task."""

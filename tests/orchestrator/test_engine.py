@@ -540,3 +540,21 @@ def test_a_slow_model_cannot_take_every_slot(db_url: str) -> None:
     finished = [e.model for e in seen if isinstance(e, ev.ResponseFinished)]
     assert finished[:10] == ["custom:fast"] * 10
     assert finished[10:] == ["custom:slow"] * 10
+
+
+def test_one_unstorable_row_does_not_lose_the_batch(db_url: str) -> None:
+    def negative(request: ModelRequest) -> Completion | None:
+        if request.turns[-1].content == "bad":
+            # The database refuses negative token counts.
+            return Completion(
+                text="x", finish_reason="stop", input_tokens=-1, cost_usd=0.0
+            )
+        return None
+
+    run = orchestrate(
+        ["a", "bad", "c"], [ScriptedModel("m", script=negative)], db=db_url
+    )
+
+    assert run.unsaved == 1
+    stored = Repository.from_url(db_url).responses_frame(run.id)
+    assert sorted(stored["text"]) == ["m: a", "m: c"]
