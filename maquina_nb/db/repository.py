@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import datetime as dt
 import functools
 import json
 import operator
 import platform
 import typing
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
 from typing import TYPE_CHECKING, Any
@@ -41,7 +42,7 @@ from sqlalchemy import (
     tuple_,
 )
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.orm import selectinload, sessionmaker
 
 from maquina_nb._redact import get_logger
@@ -55,7 +56,7 @@ from maquina_nb.db.models import (
 )
 from maquina_nb.db.types import sqlite_timestamp, utcnow
 from maquina_nb.db.validation import check_feedback, check_response_row
-from maquina_nb.errors import InvalidFieldError, StoreError
+from maquina_nb.errors import InvalidFieldError, MaquinaError, StoreError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -146,6 +147,22 @@ def _json_list_contains(engine: Engine, column: Any, value: str) -> ColumnElemen
         return contains
     each = func.json_each(column).table_valued("value")
     return exists(select(literal(1)).select_from(each).where(each.c.value == value))
+
+
+@contextlib.contextmanager
+def _plain_errors() -> Iterator[None]:
+    """Re-raise our own errors that SQLAlchemy wrapped while binding values.
+
+    A naive datetime, say, fails inside a column type's bind step, and
+    SQLAlchemy wraps that in a ``StatementError``; the caller should see the
+    :class:`~maquina_nb.errors.InvalidFieldError` itself.
+    """
+    try:
+        yield
+    except StatementError as exc:
+        if isinstance(exc.orig, MaquinaError):
+            raise exc.orig from exc
+        raise
 
 
 def _insert_sqlite(connection: Connection, records: list[dict[str, Any]]) -> None:
@@ -256,7 +273,7 @@ class Repository:
             sdk_versions=dict(sdk_versions),
             metadata_=dict(metadata or {}),
         )
-        with self._write_session.begin() as session:
+        with _plain_errors(), self._write_session.begin() as session:
             session.add(run)
         logger.debug("stored run %s with %d models", run.id, len(run.models))
         return run.id
@@ -275,7 +292,7 @@ class Repository:
                 f"update_run got unknown field(s) {unknown!r}; "
                 f"use some of {sorted(_RUN_FIELDS)!r}."
             )
-        with self._write_session.begin() as session:
+        with _plain_errors(), self._write_session.begin() as session:
             run = session.get(OrchestrationContext, run_id)
             if run is None:
                 raise self._no_run(run_id)
@@ -401,7 +418,7 @@ class Repository:
         records = self._prepare_responses(rows)
 
         try:
-            with self._writer.begin() as connection:
+            with _plain_errors(), self._writer.begin() as connection:
                 if connection.dialect.name == "sqlite":
                     _insert_sqlite(connection, records)
                 else:
@@ -518,7 +535,7 @@ class Repository:
 
     def _add(self, obj: HumanFeedback | Decision, target: str) -> None:
         try:
-            with self._write_session.begin() as session:
+            with _plain_errors(), self._write_session.begin() as session:
                 session.add(obj)
         except IntegrityError as exc:
             raise StoreError(

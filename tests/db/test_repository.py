@@ -79,6 +79,12 @@ def test_update_run_changes_fields(repo: Repository) -> None:
         repo.update_run(run_id, colour="red")
     with pytest.raises(InvalidFieldError, match=r"OrchestrationContext\.status"):
         repo.update_run(run_id, status="exploded")
+    with pytest.raises(InvalidFieldError, match="must be a timezone-aware datetime"):
+        repo.update_run(run_id, finished_at=dt.datetime(2026, 1, 1))
+    with pytest.raises(InvalidFieldError, match="must be a timezone-aware datetime"):
+        repo.add_responses(
+            [_response(run_id, 0, "echo:a", created_at=dt.datetime(2026, 1, 1))]
+        )
 
 
 def test_add_responses_fills_defaults_and_keeps_order(repo: Repository) -> None:
