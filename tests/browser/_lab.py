@@ -242,13 +242,26 @@ def open_notebook(page: Any, lab: Lab, path: str) -> Any:
     return page.locator(ACTIVE)
 
 
-def run_cell(page: Any, index: int) -> None:
-    """Click into cell ``index`` of the visible notebook and press Shift+Enter."""
-    editor = (
-        page.locator(f"{ACTIVE} .jp-Cell").nth(index).locator(".jp-InputArea-editor")
-    )
-    editor.click()
-    page.keyboard.press("Shift+Enter")
+def run_cell(page: Any, index: int, *, attempts: int = 3) -> None:
+    """Click into cell ``index`` of the visible notebook and press Shift+Enter.
+
+    The keypress is checked: until the cell's prompt leaves ``[ ]:`` (queued as
+    ``[*]`` or numbered), the click and keypress are repeated, a bounded number
+    of times (a click can land while the page still lays out after an interrupt).
+    """
+    cell = page.locator(f"{ACTIVE} .jp-Cell").nth(index)
+    prompt = cell.locator(".jp-InputPrompt")
+    before = prompt.inner_text().strip()
+    for _ in range(attempts):
+        cell.locator(".jp-InputArea-editor").click()
+        page.keyboard.press("Shift+Enter")
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            now = prompt.inner_text().strip()
+            if now != before or now == "[*]:":
+                return
+            time.sleep(0.1)
+    raise AssertionError(f"cell {index} did not start after {attempts} tries")
 
 
 def cell_output(page: Any, index: int) -> Any:

@@ -228,13 +228,18 @@ def test_toolbar_interrupt_cancels_the_run(
         run_id,
     )
     run_cell(page, 2)
-    wait_until(
-        lambda: (
-            answer_cell(page, 2, "echo").get_attribute("aria-label") == "echo: done"
-        ),
-        timeout=30,
-        what="follow-up cell done",
-    )
+    try:
+        wait_until(
+            lambda: (
+                answer_cell(page, 2, "echo").get_attribute("aria-label") == "echo: done"
+            ),
+            timeout=30,
+            what="follow-up cell done",
+        )
+    except AssertionError as exc:
+        cells = page.locator(f"{ACTIVE} .jp-Cell")
+        shown = [cells.nth(i).inner_text()[-600:] for i in range(cells.count())]
+        raise AssertionError(f"{exc}\ncells: {shown}") from None
     wait_idle(lab, path)
     after = query(
         lab,
