@@ -225,16 +225,21 @@ def decisions_page(
     return rows, encode_cursor(rows[-1].id)
 
 
-def all_feedback(engine: Engine, run_id: str) -> list[tuple[str, str, int | None]]:
-    """Return ``(model_spec, kind, value)`` for every thumbs or rating on a run."""
+def all_feedback(engine: Engine, run_id: str) -> list[tuple[int, str, str, int | None]]:
+    """Return ``(item_index, model_spec, kind, value)`` per thumbs or rating on a run."""
     query = (
-        select(ModelResponse.model_spec, HumanFeedback.kind, HumanFeedback.value)
+        select(
+            ModelResponse.item_index,
+            ModelResponse.model_spec,
+            HumanFeedback.kind,
+            HumanFeedback.value,
+        )
         .join(ModelResponse, HumanFeedback.response_id == ModelResponse.id)
         .where(ModelResponse.run_id == run_id)
         .where(HumanFeedback.kind.in_(("thumbs", "rating")))
     )
-    with Session(engine) as session:
-        return [(row[0], row[1], row[2]) for row in session.execute(query)]
+    with engine.connect() as connection:
+        return [(row[0], row[1], row[2], row[3]) for row in connection.execute(query)]
 
 
 def all_decisions(engine: Engine, run_id: str) -> list[tuple[int, str | None]]:

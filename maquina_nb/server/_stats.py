@@ -5,6 +5,8 @@ thumbs and ratings people gave. Win rates come from
 :func:`maquina_nb.analysis.winrate.win_rates` over two kinds of votes: each
 decision's winner beats every other model that answered that item (a decision
 with no winner is a tie among them), and the blind pairwise votes as stored.
+Separately, ``feedback_win_rates`` compare, item by item, the ratings (or
+thumbs) the models' answers received.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from maquina_nb.server import _queries
 from maquina_nb.server._replay import FAILED_STATUSES
 from maquina_nb.server.schemas import ModelSummary, StatisticsOut, WinRate
 
-__all__ = ["decision_votes", "run_statistics"]
+__all__ = ["decision_votes", "feedback_votes", "run_statistics"]
 
 
 def _finite(value: Any) -> float | None:
@@ -63,6 +65,44 @@ def decision_votes(
             )
             continue
         votes.extend((winner, other, "model_a") for other in models if other != winner)
+    return votes
+
+
+def feedback_votes(
+    signals: list[tuple[int, str, str, int | None]],
+) -> list[tuple[str, str, str]]:
+    """Turn ratings and thumbs into votes ``(model_a, model_b, winner)``.
+
+    Per item, two models whose answers both have ratings are compared on their
+    mean rating; failing that, two with thumbs on both are compared on their
+    mean thumb. The higher mean wins; equal means tie. Thumbs and ratings are
+    never compared with each other.
+    """
+    scores: dict[tuple[int, str, str], list[int]] = defaultdict(list)
+    for item_index, model, kind, value in signals:
+        if value is not None:
+            scores[(item_index, model, kind)].append(value)
+
+    items = sorted({item for item, _, _ in scores})
+    votes: list[tuple[str, str, str]] = []
+    for item in items:
+        models = sorted({m for i, m, _ in scores if i == item})
+        for index, a in enumerate(models):
+            for b in models[index + 1 :]:
+                for kind in ("rating", "thumbs"):
+                    left, right = (
+                        scores.get((item, a, kind)),
+                        scores.get((item, b, kind)),
+                    )
+                    if left and right:
+                        mean_a, mean_b = sum(left) / len(left), sum(right) / len(right)
+                        if mean_a == mean_b:
+                            votes.append((a, b, "tie"))
+                        else:
+                            votes.append(
+                                (a, b, "model_a" if mean_a > mean_b else "model_b")
+                            )
+                        break
     return votes
 
 
@@ -125,8 +165,9 @@ def run_statistics(engine: Engine, run: Any) -> StatisticsOut:
         by_model[row.model_spec].append(row)
         if row.status not in FAILED_STATUSES:
             answers[row.item_index][row.id] = row.model_spec
+    signals = _queries.all_feedback(engine, run_id)
     feedback: dict[str, list[tuple[str, int | None]]] = defaultdict(list)
-    for model, kind, value in _queries.all_feedback(engine, run_id):
+    for _, model, kind, value in signals:
         feedback[model].append((kind, value))
 
     models = list(run.models or [])
@@ -139,12 +180,15 @@ def run_statistics(engine: Engine, run: Any) -> StatisticsOut:
     # Step 3: votes from decisions and blind pairs, then win rates.
     decisions = _queries.all_decisions(engine, run_id)
     votes = decision_votes(decisions, answers) + _blind_votes(engine, run_id)
+    rated = feedback_votes(signals)
     return StatisticsOut(
         run_id=run_id,
         models=summaries,
         win_rates=_win_rates(votes, models),
         decided_items=len({item for item, _ in decisions}),
         votes=len(votes),
+        feedback_win_rates=_win_rates(rated, models),
+        feedback_votes=len(rated),
     )
 
 

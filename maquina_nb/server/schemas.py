@@ -327,3 +327,9 @@ class StatisticsOut(BaseModel):
         description="Pairwise votes behind the win rates: one per pair of models "
         "for each decision, plus each blind A/B vote."
     )
+    feedback_win_rates: list[WinRate] = Field(
+        default_factory=list,
+        description="Win rates from feedback: per item, each pair of models "
+        "compared on their answers' mean rating (or, without ratings, mean thumb).",
+    )
+    feedback_votes: int = 0

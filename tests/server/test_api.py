@@ -417,3 +417,45 @@ def test_statistics_count_blind_pairwise_votes(
     assert (rates[MODELS[1]]["wins"], rates[MODELS[1]]["ties"]) == (1, 1)
     assert rates[MODELS[1]]["win_rate"] == 0.75
     assert rates[MODELS[0]]["win_rate"] == 0.25
+
+
+def test_statistics_give_win_rates_from_ratings_and_thumbs(
+    seeded: Seeded, client: TestClient
+) -> None:
+    def rate(item: int, model: str, kind: str, value: int) -> None:
+        made = client.post(
+            f"/api/responses/{seeded.response_ids[(item, model)]}/feedback",
+            json={"kind": kind, "value": value, "rater": "ada"},
+        )
+        assert made.status_code == 201
+
+    rate(0, MODELS[0], "rating", 5)
+    rate(0, MODELS[1], "rating", 2)
+    rate(1, MODELS[0], "thumbs", 1)
+    rate(1, MODELS[1], "thumbs", 1)
+
+    stats = client.get(f"/api/runs/{seeded.run_id}/statistics").json()
+
+    assert stats["feedback_votes"] == 2
+    rates = {row["model"]: row for row in stats["feedback_win_rates"]}
+    assert (rates[MODELS[0]]["wins"], rates[MODELS[0]]["ties"]) == (1, 1)
+    assert rates[MODELS[0]]["win_rate"] == 0.75
+    assert stats["win_rates"] == []
+
+
+def test_feedback_votes_compare_like_with_like() -> None:
+    from maquina_nb.server._stats import feedback_votes
+
+    votes = feedback_votes(
+        [
+            (0, "a", "rating", 4),
+            (0, "a", "rating", 2),
+            (0, "b", "rating", 3),  # a's mean 3 ties b's 3
+            (1, "a", "rating", 5),  # only a is rated on item 1 ...
+            (1, "a", "thumbs", -1),
+            (1, "b", "thumbs", 1),  # ... so thumbs decide: b wins
+            (2, "a", "thumbs", 1),  # a lone signal is no comparison
+        ]
+    )
+
+    assert votes == [("a", "b", "tie"), ("a", "b", "model_b")]
