@@ -136,3 +136,21 @@ def test_maquina_nb_serve_starts_a_real_server(tmp_path: Path) -> None:
     assert runs.status_code == 401
     assert authorized.json() == {"runs": [], "next_cursor": None}
     assert docs.status_code == 200
+
+
+def test_the_command_line_does_not_import_the_server_extra() -> None:
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, maquina_nb.cli as cli; cli.build_parser(); "
+        "print(sorted(m for m in ('fastapi', 'uvicorn', 'starlette') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert out.stdout.strip() == "[]"
