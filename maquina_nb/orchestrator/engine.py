@@ -403,7 +403,12 @@ class _Execution:
                     )
                 self._finish(planned, row)
 
-        await self._close(cancelled)
+        try:
+            await self._close(cancelled)
+        except asyncio.CancelledError:
+            # Interrupted while storing the last rows: finish, as cancelled.
+            await self._close(True)
+            raise
         if cancelled:
             raise asyncio.CancelledError
         assert self.result is not None
