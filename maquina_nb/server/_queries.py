@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, Row, and_, or_, select
+from sqlalchemy import Engine, Row, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from maquina_nb.db import Decision, HumanFeedback, ModelResponse, OrchestrationContext
@@ -31,6 +31,7 @@ __all__ = [
     "get_run_row",
     "responses_page",
     "responses_since",
+    "run_items",
 ]
 
 _ID = re.compile(r"^[0-9a-f]{32}$")
@@ -151,6 +152,25 @@ def responses_since(
     if since is not None:
         query = query.where(ModelResponse.updated_at >= since)
     query = query.order_by(ModelResponse.item_index, ModelResponse.id)
+    with engine.connect() as connection:
+        return list(connection.execute(query))
+
+
+def run_items(engine: Engine, run_id: str) -> list[Row[Any]]:
+    """Return ``(item_index, messages, variables)`` of each item's first response."""
+    first = (
+        select(ModelResponse.item_index, func.min(ModelResponse.id).label("first_id"))
+        .where(ModelResponse.run_id == run_id)
+        .group_by(ModelResponse.item_index)
+        .subquery()
+    )
+    query = (
+        select(
+            ModelResponse.item_index, ModelResponse.messages, ModelResponse.variables
+        )
+        .join(first, ModelResponse.id == first.c.first_id)
+        .order_by(ModelResponse.item_index)
+    )
     with engine.connect() as connection:
         return list(connection.execute(query))
 

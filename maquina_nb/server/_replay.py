@@ -12,6 +12,7 @@ from typing import Any
 __all__ = [
     "FAILED_STATUSES",
     "TERMINAL_RUN_STATUSES",
+    "item_entry",
     "response_event",
     "run_finished_event",
     "run_started_event",
@@ -62,16 +63,17 @@ def response_event(row: Any) -> dict[str, Any]:
     }
 
 
-def run_started_event(run: Any, responses: list[Any]) -> dict[str, Any]:
-    """Return a ``run_started`` event rebuilt from a run row and its responses."""
-    items: dict[int, dict[str, Any]] = {}
-    for row in responses:
-        if row.item_index not in items:
-            items[row.item_index] = {
-                "item_index": row.item_index,
-                "prompt": _prompt_of(row.messages),
-                "variables": row.variables or {},
-            }
+def item_entry(item_index: int, messages: Any, variables: Any) -> dict[str, Any]:
+    """Return one entry of ``run_started.items`` from a stored response's columns."""
+    return {
+        "item_index": item_index,
+        "prompt": _prompt_of(messages),
+        "variables": variables or {},
+    }
+
+
+def run_started_event(run: Any, items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Return a ``run_started`` event rebuilt from a run row and its items."""
     models = list(run.models or [])
     item_count = run.item_count if run.item_count is not None else len(items)
     samples = run.samples or 1
@@ -80,7 +82,7 @@ def run_started_event(run: Any, responses: list[Any]) -> dict[str, Any]:
         "run_id": run.id,
         "name": run.name,
         "models": models,
-        "items": [items[index] for index in sorted(items)],
+        "items": items,
         "samples": samples,
         "total": item_count * len(models) * samples,
         "estimated_cost_usd": getattr(run, "estimated_cost_usd", None),
@@ -88,9 +90,8 @@ def run_started_event(run: Any, responses: list[Any]) -> dict[str, Any]:
     }
 
 
-def run_finished_event(run: Any, responses: list[Any]) -> dict[str, Any]:
-    """Return a ``run_finished`` event from a finished run row and its responses."""
-    failed = sum(1 for row in responses if row.status in FAILED_STATUSES)
+def run_finished_event(run: Any, *, done: int, failed: int) -> dict[str, Any]:
+    """Return a ``run_finished`` event from a finished run row and its counts."""
     started = getattr(run, "created_at", None)
     finished = getattr(run, "finished_at", None)
     duration = (finished - started).total_seconds() if started and finished else 0.0
@@ -100,9 +101,9 @@ def run_finished_event(run: Any, responses: list[Any]) -> dict[str, Any]:
         "type": "run_finished",
         "run_id": run.id,
         "status": run.status,
-        "done": len(responses) - failed,
+        "done": done,
         "failed": failed,
-        "total": total or len(responses),
+        "total": total or done + failed,
         "cost_usd": getattr(run, "total_cost_usd", None),
         "duration_s": max(duration, 0.0),
         "extra": {"replayed": True},

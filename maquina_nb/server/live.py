@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -33,7 +34,9 @@ from maquina_nb._redact import get_logger, redact
 from maquina_nb.server import _queries
 from maquina_nb.server._hub import RunHub
 from maquina_nb.server._replay import (
+    FAILED_STATUSES,
     TERMINAL_RUN_STATUSES,
+    item_entry,
     response_event,
     run_finished_event,
     run_started_event,
@@ -51,6 +54,8 @@ logger = get_logger(__name__)
 CLOSE_UNKNOWN_RUN = 4404
 #: Close code sent to a client too slow to keep up; it may reconnect.
 CLOSE_TOO_SLOW = 4008
+#: Stored responses read per query when replaying a run.
+_REPLAY_PAGE = 500
 
 
 class StartRunError(Exception):
@@ -346,20 +351,47 @@ async def _stream_stored(
 ) -> None:
     engine = state.engine
 
-    # Step 1: what is stored now (the whole run when it has finished).
+    # Step 1: what is stored now (the whole run when it has finished), a page
+    # at a time so a large run never sits in memory whole.
     run = await run_in_threadpool(_queries.get_run_row, engine, run_id)
     if run is None:
         await websocket.close(CLOSE_UNKNOWN_RUN, "unknown run")
         return
-    rows = await run_in_threadpool(_queries.responses_since, engine, run_id, None)
-    await websocket.send_json(run_started_event(run, rows))
+    items = await run_in_threadpool(_queries.run_items, engine, run_id)
+    await websocket.send_json(
+        run_started_event(
+            run, [item_entry(i.item_index, i.messages, i.variables) for i in items]
+        )
+    )
     seen: set[str] = set()
-    for row in rows:
+    counts = {"done": 0, "failed": 0}
+    watermark: datetime | None = None
+
+    async def send(row: Any) -> None:
+        nonlocal watermark
         seen.add(row.id)
+        counts["failed" if row.status in FAILED_STATUSES else "done"] += 1
+        if row.updated_at and (watermark is None or row.updated_at > watermark):
+            watermark = row.updated_at
         await websocket.send_json(response_event(row))
 
+    cursor: str | None = None
+    while True:
+        page, cursor = await run_in_threadpool(
+            functools.partial(
+                _queries.responses_page,
+                engine,
+                run_id,
+                limit=_REPLAY_PAGE,
+                cursor=cursor,
+            )
+        )
+        for row in page:
+            await send(row)
+        if cursor is None:
+            break
+
     # Step 2: a run still writing elsewhere is followed through the database.
-    watermark = max((row.updated_at for row in rows if row.updated_at), default=None)
     deadline = asyncio.get_running_loop().time() + state.tail_max_s
     while run.status not in TERMINAL_RUN_STATUSES:
         if asyncio.get_running_loop().time() > deadline:
@@ -371,20 +403,12 @@ async def _stream_stored(
             )
         if disconnected.done():
             return
-        since = (
-            watermark - timedelta(seconds=2)
-            if isinstance(watermark, datetime)
-            else None
-        )
+        # Rows committed slightly out of order still land inside the margin.
+        since = watermark - timedelta(seconds=2) if watermark is not None else None
         fresh = await run_in_threadpool(_queries.responses_since, engine, run_id, since)
         for row in fresh:
-            if row.id in seen:
-                continue
-            seen.add(row.id)
-            rows.append(row)
-            await websocket.send_json(response_event(row))
-            if row.updated_at and (watermark is None or row.updated_at > watermark):
-                watermark = row.updated_at
+            if row.id not in seen:
+                await send(row)
         latest = await run_in_threadpool(_queries.get_run_row, engine, run_id)
         if latest is None:
             await websocket.close(CLOSE_UNKNOWN_RUN, "run deleted")
@@ -392,7 +416,7 @@ async def _stream_stored(
         run = latest
 
     # Step 3: the end.
-    await websocket.send_json(run_finished_event(run, rows))
+    await websocket.send_json(run_finished_event(run, **counts))
     await websocket.close(1000)
 
 

@@ -205,3 +205,26 @@ def test_a_websocket_from_another_sites_page_is_refused(
     assert refused.value.code == 1008
     assert code == 1000
     assert events[-1]["type"] == "run_finished"
+
+
+def test_a_large_run_is_replayed_page_by_page_in_item_order(
+    repo: Repository, client: TestClient
+) -> None:
+    seeded = add_run(repo, items=300)  # 600 responses: more than one replay page
+
+    with client.websocket_connect(f"/api/runs/{seeded.run_id}/events") as ws:
+        events, code = _drain(ws, limit=1_000)
+
+    answers = events[1:-1]
+    assert code == 1000
+    assert len(answers) == 600
+    assert len({e["response_id"] for e in answers}) == 600
+    assert [e["item_index"] for e in answers] == sorted(
+        e["item_index"] for e in answers
+    )
+    assert [item["item_index"] for item in events[0]["items"]] == list(range(300))
+    assert (events[-1]["done"], events[-1]["failed"], events[-1]["total"]) == (
+        600,
+        0,
+        600,
+    )
