@@ -7,7 +7,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
+import functools
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -22,6 +24,10 @@ logger = get_logger(__name__)
 _skipped_chunks: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
     "maquina_skipped_chunks", default=None
 )
+
+
+def _parsed(value: Any) -> Any:
+    return value
 
 
 class TolerantSSEDecoder:
@@ -42,13 +48,17 @@ class TolerantSSEDecoder:
         if not data or data.startswith("[DONE]"):
             return True
         try:
-            json.loads(data)
+            parsed = json.loads(data)
         except ValueError:
             skipped = _skipped_chunks.get()
             if skipped is not None:
                 skipped.append(redact(data[:200]))
             logger.warning("skipped a malformed stream chunk (%d bytes)", len(data))
             return False
+        # Hand the SDK the parsed value, so each event is decoded once, not twice.
+        # (An event type with __slots__ would refuse; it then decodes again.)
+        with contextlib.suppress(AttributeError):
+            sse.json = functools.partial(_parsed, parsed)
         return True
 
     def iter_bytes(self, iterator: Any) -> Any:
