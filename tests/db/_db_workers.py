@@ -69,3 +69,19 @@ def write_until_killed(url: str, progress: str, batch: int, batches: int) -> Non
             handle.write(f"committed {(number + 1) * batch}\n")
             handle.flush()
             os.fsync(handle.fileno())
+
+
+def open_fresh(url: str, barrier: Any) -> bool | str:
+    """Open (and migrate) ``url`` at the same instant as a sibling; say if it migrated."""
+    from maquina_nb.db import make_engine
+    from maquina_nb.db.migrate import ensure_schema
+
+    try:
+        barrier.wait(timeout=60)
+        engine = make_engine(url)
+        try:
+            return ensure_schema(engine)
+        finally:
+            engine.dispose()
+    except Exception:  # the parent asserts on it
+        return traceback.format_exc()

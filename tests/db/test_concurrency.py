@@ -4,51 +4,59 @@ from __future__ import annotations
 
 import multiprocessing
 import signal
-import sqlite3
 import time
 from pathlib import Path
 
 import pytest
 
-from maquina_nb.db import Repository, create_db_engine
+from maquina_nb.db import Repository, create_db_engine, make_engine
 from maquina_nb.db.migrate import head_revision
 from tests.db import _db_workers
 
 pytestmark = pytest.mark.timeout(180)
 
 
-def test_two_processes_open_and_write_one_fresh_file(tmp_path: Path) -> None:
-    """Both migrate-on-open at once (one applies), then each writes 1,000 rows."""
-    url = f"sqlite:///{tmp_path / 'shared.db'}"
+def test_two_processes_open_and_write_one_fresh_database(db_url: str) -> None:
+    """Both migrate-on-open at once (one applies), then each writes 1,000 rows.
+
+    On SQLite both write into one file; on PostgreSQL into one fresh schema.
+    """
     context = multiprocessing.get_context("spawn")
     barrier = context.Manager().Barrier(2)
     with context.Pool(2) as pool:
         pending = [
-            pool.apply_async(_db_workers.write_responses, (url, tag, barrier, 1000, 50))
+            pool.apply_async(
+                _db_workers.write_responses, (db_url, tag, barrier, 1000, 50)
+            )
             for tag in ("left", "right")
         ]
         results = [job.get(timeout=150) for job in pending]
 
-    assert [r["error"] for r in results] == [None, None]
+    errors = [r["error"] for r in results if r["error"]]
+    assert not errors, "\n".join(errors)
     assert sorted(r["applied"] for r in results) == [False, True]
 
-    with sqlite3.connect(tmp_path / "shared.db") as connection:
+    engine = make_engine(db_url)
+    with engine.connect() as connection:
         counts = dict(
-            connection.execute(
+            connection.exec_driver_sql(
                 "SELECT model_spec, count(*) FROM model_responses GROUP BY model_spec"
-            ).fetchall()
+            ).all()
         )
-        feedback = connection.execute("SELECT count(*) FROM human_feedback").fetchone()[
-            0
-        ]
-        version = connection.execute(
+        feedback = connection.exec_driver_sql(
+            "SELECT count(*) FROM human_feedback"
+        ).scalar_one()
+        version = connection.exec_driver_sql(
             "SELECT version_num FROM alembic_version"
-        ).fetchall()
-        mode = connection.execute("PRAGMA journal_mode").fetchone()[0]
+        ).all()
+        if engine.dialect.name == "sqlite":
+            assert (
+                connection.exec_driver_sql("PRAGMA journal_mode").scalar_one() == "wal"
+            )
+    engine.dispose()
     assert counts == {"echo:left": 1000, "echo:right": 1000}
     assert feedback == 40
-    assert version == [(head_revision(),)]
-    assert mode == "wal"
+    assert [tuple(v) for v in version] == [(head_revision(),)]
 
 
 def test_every_connection_gets_the_pragmas(sqlite_url: str) -> None:
