@@ -8,8 +8,9 @@ should show — usually a DataFrame, or a widget for ``show``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NoReturn
 
 from IPython.core.error import UsageError
@@ -32,6 +33,17 @@ class _Parser(argparse.ArgumentParser):
 
     def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
         raise UsageError(message or f"{self.prog} stopped")
+
+
+@contextlib.contextmanager
+def _usage_errors() -> Iterator[None]:
+    """Show our own errors (an unknown model, a bad config file) as one UsageError line."""
+    from maquina_nb.errors import MaquinaError
+
+    try:
+        yield
+    except MaquinaError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _parser(name: str) -> _Parser:
@@ -63,12 +75,10 @@ def _cmd_models(shell: Any, words: Sequence[str]) -> Any:
     )
     args = parser.parse_args(words)
 
-    from maquina_nb import providers
+    from maquina_nb.providers import list_models
 
-    lister = getattr(providers, "list_models", None)
-    if callable(lister):
-        return lister(args.specs or None)
-    return providers.check_credentials(args.specs or _default_specs(), live=False)
+    with _usage_errors():
+        return list_models(args.specs or None)
 
 
 def _default_specs() -> list[str]:
@@ -89,7 +99,8 @@ def _cmd_check(shell: Any, words: Sequence[str]) -> Any:
 
     from maquina_nb.providers import check_credentials
 
-    return check_credentials(args.specs or _default_specs(), live=args.live)
+    with _usage_errors():
+        return check_credentials(args.specs or _default_specs(), live=args.live)
 
 
 def _cmd_history(shell: Any, words: Sequence[str]) -> Any:

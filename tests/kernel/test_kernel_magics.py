@@ -8,6 +8,7 @@ import re
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -318,3 +319,33 @@ def test_c33_canary_key_is_in_no_saved_output(tmp_path: Path) -> None:
         ).fetchall()
     assert rows
     assert "SECRETSECRET" not in json.dumps(rows)
+
+
+# --- --background: the cell returns, the table keeps streaming ---------------
+
+
+def test_background_cell_returns_while_the_table_streams(
+    start_kernel: Any, fake: Any
+) -> None:
+    words = [f"b{i} " for i in range(60)] + ["END"]
+    fake.responder = lambda request: Reply(chunks=words, chunk_delay=0.1)
+    kernel = start_kernel(**fake_env(fake))
+    kernel.run("%load_ext maquina_nb")
+
+    cell = kernel.run("%%orchestrate --models openai:gpt-4o --background -o later\nHi")
+    _assert_clean(cell)
+    # The kernel is free at once: the next cell runs while the answer streams.
+    assert kernel.run("print('later' in globals())").stdout.strip() == "False"
+
+    deadline = time.monotonic() + 60
+    while kernel.run("print('later' in globals())").stdout.strip() != "True":
+        assert time.monotonic() < deadline, "the background run never finished"
+        time.sleep(0.5)
+    final = kernel.run("print(later.status.iloc[0], repr(later.text.iloc[0]))")
+    assert final.stdout.strip() == f"done {''.join(words)!r}"
+
+    # Updates sent after the cell returned reached the page too.
+    kernel.drain()
+    comm_id = _widget_comm(kernel.iopub, cell.msg_id)
+    seen = _front_end_texts(kernel.iopub, comm_id)
+    assert [shown for shown, _ in seen.values()] == ["".join(words).strip()]

@@ -372,5 +372,8 @@ def test_maquina_db_upgrade(ip: InteractiveShell, tmp_path: Path) -> None:
 def test_maquina_models_and_check(ip: InteractiveShell) -> None:
     models = ip.run_line_magic("maquina", "models")
     assert len(models) > 0
+    assert {"provider", "model"} <= set(models.columns)
     check = ip.run_line_magic("maquina", "check echo gpt-4o")
-    assert len(check) == 2
+    assert list(check["status"]) == ["ok", "missing"]
+    with pytest.raises(UsageError, match="no-such-model"):
+        ip.run_line_magic("maquina", "check no-such-model")
