@@ -79,7 +79,7 @@ def bench_insert(
     folder: Path, rows: int = 100_000, batch: int = 1_000
 ) -> dict[str, float]:
     from maquina_nb.db import Repository
-    from maquina_nb.db.repository import _JSON_ENCODER, RESPONSE_COLUMNS
+    from maquina_nb.db._bulk import _JSON_ENCODER, RESPONSE_COLUMNS
 
     repo = Repository.from_url(f"sqlite:///{folder / 'insert.db'}")
     run_id = _new_run(repo, "insert")

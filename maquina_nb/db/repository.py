@@ -16,8 +16,6 @@ import binascii
 import contextlib
 import datetime as dt
 import functools
-import json
-import operator
 import platform
 import typing
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -27,7 +25,6 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     ColumnElement,
-    Connection,
     Engine,
     Table,
     and_,
@@ -47,15 +44,14 @@ from sqlalchemy.orm import selectinload, sessionmaker
 
 from maquina_nb._redact import get_logger
 from maquina_nb.db import export
-from maquina_nb.db.ids import new_ids
+from maquina_nb.db._bulk import RESPONSE_COLUMNS, insert_sqlite, prepare_responses
 from maquina_nb.db.models import (
     Decision,
     HumanFeedback,
     ModelResponse,
     OrchestrationContext,
 )
-from maquina_nb.db.types import sqlite_timestamp, utcnow
-from maquina_nb.db.validation import check_feedback, check_response_row
+from maquina_nb.db.validation import check_feedback
 from maquina_nb.errors import InvalidFieldError, MaquinaError, StoreError
 
 if TYPE_CHECKING:
@@ -67,36 +63,11 @@ logger = get_logger(__name__)
 
 _RESPONSES = typing.cast(Table, ModelResponse.__table__)
 _RUNS = typing.cast(Table, OrchestrationContext.__table__)
-#: The keys ``add_responses`` accepts: the ``model_responses`` column names.
-RESPONSE_COLUMNS: tuple[str, ...] = tuple(column.name for column in _RESPONSES.columns)
-_RESPONSE_DEFAULTS: dict[str, Any] = {
-    "sample_index": 0,
-    "request_parameters": {},
-    "messages": [],
-    "variables": {},
-    "cost_is_estimate": False,
-}
 _RUN_FIELDS = frozenset(
     attr.key
     for attr in OrchestrationContext.__mapper__.column_attrs
     if attr.key not in {"id", "created_at", "updated_at"}
 )
-_JSON_POSITIONS = tuple(
-    index
-    for index, name in enumerate(RESPONSE_COLUMNS)
-    if name in {"request_parameters", "messages", "variables", "tool_calls"}
-)
-_STAMP_POSITIONS = tuple(
-    RESPONSE_COLUMNS.index(name) for name in ("created_at", "updated_at")
-)
-_BOOL_POSITION = RESPONSE_COLUMNS.index("cost_is_estimate")
-_SQLITE_INSERT = (
-    f"INSERT INTO model_responses ({', '.join(RESPONSE_COLUMNS)}) "
-    f"VALUES ({', '.join('?' * len(RESPONSE_COLUMNS))})"
-)
-# check_circular=False nearly halves the cost of encoding small dicts; a circular
-# value still fails (RecursionError), just later.
-_JSON_ENCODER = json.JSONEncoder(check_circular=False)
 _SDK_PACKAGES = ("anthropic", "openai", "sqlalchemy", "alembic", "pandas")
 _IN_CHUNK = 500
 
@@ -163,49 +134,6 @@ def _plain_errors() -> Iterator[None]:
         if isinstance(exc.orig, MaquinaError):
             raise exc.orig from exc
         raise
-
-
-def _insert_sqlite(connection: Connection, records: list[dict[str, Any]]) -> None:
-    """Insert rows with one driver-level executemany, values already in storage form.
-
-    SQLAlchemy's per-row parameter processing costs more than SQLite's insert
-    itself, so on SQLite the values are converted here, exactly as the column
-    types would (JSON text, UTC timestamps as text, booleans as 0/1), and the
-    statement goes straight to the driver.
-    """
-    dumps = _JSON_ENCODER.encode
-    stamps: dict[dt.datetime, str] = {}
-    encoded: dict[int, str] = {}
-
-    def _json(value: Any) -> str | None:
-        if value is None:
-            return None
-        if not value and isinstance(value, (dict, list)):
-            return "{}" if isinstance(value, dict) else "[]"
-        # One object shared by many rows (the run's parameters, say) is encoded once.
-        key = id(value)
-        text = encoded.get(key)
-        if text is None:
-            text = encoded[key] = dumps(value)
-        return text
-
-    def _stamp(value: dt.datetime) -> str:
-        text = stamps.get(value)
-        if text is None:
-            text = stamps[value] = sqlite_timestamp(value)
-        return text
-
-    values = []
-    getter = operator.itemgetter(*RESPONSE_COLUMNS)
-    for record in records:
-        row = list(getter(record))
-        for position in _JSON_POSITIONS:
-            row[position] = _json(row[position])
-        for position in _STAMP_POSITIONS:
-            row[position] = _stamp(row[position])
-        row[_BOOL_POSITION] = 1 if row[_BOOL_POSITION] else 0
-        values.append(tuple(row))
-    connection.exec_driver_sql(_SQLITE_INSERT, values)
 
 
 class Repository:
@@ -415,12 +343,12 @@ class Repository:
         """
         if not rows:
             return []
-        records = self._prepare_responses(rows)
+        records = prepare_responses(rows)
 
         try:
             with _plain_errors(), self._writer.begin() as connection:
                 if connection.dialect.name == "sqlite":
-                    _insert_sqlite(connection, records)
+                    insert_sqlite(connection, records)
                 else:
                     connection.execute(insert(_RESPONSES), records)
         except IntegrityError as exc:
@@ -430,31 +358,6 @@ class Repository:
                 f"{exc.orig}. Check that the run exists and ids are unique."
             ) from exc
         return [str(record["id"]) for record in records]
-
-    @staticmethod
-    def _prepare_responses(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-        now = utcnow()
-        template = dict.fromkeys(RESPONSE_COLUMNS)
-        template.update(_RESPONSE_DEFAULTS, created_at=now, updated_at=now)
-        ids = new_ids(len(rows))
-
-        records = []
-        for row, fresh_id in zip(rows, ids, strict=True):
-            record = template.copy()
-            record["id"] = fresh_id
-            record.update(row)
-            if len(record) != len(template):
-                unknown = sorted(set(record) - set(template))
-                raise StoreError(
-                    f"add_responses got unknown key(s) {unknown!r}; "
-                    "use model_responses column names (RESPONSE_COLUMNS)."
-                )
-            for key, default in _RESPONSE_DEFAULTS.items():
-                if record[key] is None:
-                    record[key] = default
-            check_response_row(record)
-            records.append(record)
-        return records
 
     def find_cached(self, cache_keys: Iterable[str]) -> dict[str, ModelResponse]:
         """Return the newest reusable response for each key that has one.
