@@ -106,7 +106,7 @@ def run_demo(output: Path, *, notebook: Path | None = None) -> dict[str, Path]:
     os.environ["MAQUINA_DB_URL"] = f"sqlite:///{db_path}"
 
     # Step 2: execute every cell; keep the partial notebook when one fails.
-    nb = nbformat.read(source, as_version=4)
+    nb = nbformat.read(source, as_version=4)  # type: ignore[no-untyped-call]
     client = NotebookClient(
         nb,
         timeout=_CELL_TIMEOUT_S,
@@ -118,11 +118,11 @@ def run_demo(output: Path, *, notebook: Path | None = None) -> dict[str, Path]:
     try:
         client.execute()
     except CellExecutionError:
-        nbformat.write(nb, executed_path)
+        nbformat.write(nb, executed_path)  # type: ignore[no-untyped-call]
         raise
     finally:
         logger.info("executed %s in %.1fs", source.name, time.monotonic() - started)
-    nbformat.write(nb, executed_path)
+    nbformat.write(nb, executed_path)  # type: ignore[no-untyped-call]
     _checkpoint(db_path)
 
     # Step 3: an HTML export that opens without Jupyter or a network: without the
@@ -130,7 +130,7 @@ def run_demo(output: Path, *, notebook: Path | None = None) -> dict[str, Path]:
     # a widget that would need JavaScript from a CDN.
     export = copy.deepcopy(nb)
     export.metadata.pop("widgets", None)
-    body, _ = HTMLExporter().from_notebook_node(export)
+    body, _ = HTMLExporter().from_notebook_node(export)  # type: ignore[no-untyped-call]
     html_path.write_text(body, encoding="utf-8")
     return {"database": db_path, "notebook": executed_path, "html": html_path}
 

@@ -135,7 +135,7 @@ def _cmd_history(shell: Any, words: Sequence[str]) -> Any:
         frame.attrs["next_cursor"] = page.next_cursor
         from IPython.display import display
 
-        display(frame)
+        display(frame)  # type: ignore[no-untyped-call]
         return _Note(f"More runs: %maquina history --cursor {page.next_cursor}")
     return frame
 

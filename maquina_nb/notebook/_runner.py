@@ -208,7 +208,7 @@ def run_cell(shell: Any, options: OrchestrateOptions, body: str) -> None:
     )
     # The display id lets the plain-text/HTML fallback saved with the notebook be
     # replaced by the final table once the run ends (the widget view updates live).
-    handle = display(widget, display_id=True)
+    handle = display(widget, display_id=True)  # type: ignore[no-untyped-call]
     global _last_widget
     with _state_lock:
         _last_widget = widget

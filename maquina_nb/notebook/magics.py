@@ -19,8 +19,10 @@ Two behaviours worth knowing:
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
+from IPython.core import magic_arguments as _magic_arguments
 from IPython.core.error import UsageError
 from IPython.core.magic import (
     Magics,
@@ -29,7 +31,6 @@ from IPython.core.magic import (
     magics_class,
     no_var_expand,
 )
-from IPython.core.magic_arguments import argument, magic_arguments
 
 from maquina_nb._redact import get_logger
 from maquina_nb.notebook._args import (
@@ -44,6 +45,20 @@ from maquina_nb.notebook._args import (
 __all__ = ["MaquinaMagics", "parse_orchestrate_line"]
 
 logger = get_logger(__name__)
+
+_Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+
+# IPython's argument decorators carry no annotations; these typed wrappers keep
+# mypy's strict mode on for the magic itself.
+def magic_arguments(name: str) -> _Decorator:
+    """Typed ``IPython.core.magic_arguments.magic_arguments``."""
+    return cast(_Decorator, _magic_arguments.magic_arguments(name=name))  # type: ignore[no-untyped-call]
+
+
+def argument(*args: Any, **kwargs: Any) -> _Decorator:
+    """Typed ``IPython.core.magic_arguments.argument``."""
+    return cast(_Decorator, _magic_arguments.argument(*args, **kwargs))  # type: ignore[no-untyped-call]
 
 
 @magics_class
