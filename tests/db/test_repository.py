@@ -387,3 +387,11 @@ def test_comparison_frame_is_items_by_models(repo: Repository) -> None:
     assert costs.loc[1, "echo:b"] == 0
     with pytest.raises(InvalidFieldError, match=r"comparison_frame\.value"):
         repo.comparison_frame(run_id, value="nonsense")
+
+
+def test_in_memory_database_works_across_calls() -> None:
+    repo = Repository.from_url("sqlite://")
+    run_id = _add_run(repo)
+    repo.add_responses([_response(run_id, 0, "echo:a")])
+    assert [run.id for run in repo.list_runs().runs] == [run_id]
+    assert len(repo.responses_frame(run_id)) == 1
