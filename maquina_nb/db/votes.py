@@ -122,11 +122,11 @@ class PairwiseVote(TimestampMixin, Base):
 
     @validates("winner")
     def _check_winner(self, key: str, value: str) -> str:
-        return check_choice("PairwiseVote", key, value, VOTE_WINNERS)  # type: ignore[no-any-return]
+        return check_choice("PairwiseVote", key, value, VOTE_WINNERS)
 
     @validates("rater")
     def _check_rater(self, key: str, value: str) -> str:
-        return check_non_empty("PairwiseVote", key, value)  # type: ignore[no-any-return]
+        return check_non_empty("PairwiseVote", key, value)
 
     @validates("item_index")
     def _check_index(self, key: str, value: int) -> int:
