@@ -230,6 +230,8 @@ def run_cell(shell: Any, options: OrchestrateOptions, body: str) -> None:
         ReplayMissError,
         BudgetExceededError,
     ) as exc:
+        # Refused before anything was sent (replay miss, budget): no table either.
+        _withdraw(handle, widget)
         raise UsageError(str(exc)) from None
     except KeyboardInterrupt as interrupt:
         # orchestrate() stored what finished; keep the partial frame, then let
@@ -241,6 +243,16 @@ def run_cell(shell: Any, options: OrchestrateOptions, body: str) -> None:
         raise
     _store(shell, options, run)
     _refresh(handle, widget)
+
+
+def _withdraw(handle: Any, widget: Any) -> None:
+    """Replace the table of a refused run by nothing, and close its comm."""
+    try:
+        widget.close()
+        if handle is not None:
+            handle.update({"text/plain": ""}, raw=True)
+    except Exception:
+        logger.exception("could not remove the table of a refused run")
 
 
 def _refresh(handle: Any, widget: Any) -> None:

@@ -264,6 +264,18 @@ def test_c30_line_is_literal_in_the_kernel(start_kernel: Any, tmp_path: Path) ->
     }
     assert json.loads(tags) == ["my run", "plain"]
 
+    # A run refused before sending anything leaves no table behind.
+    refused = kernel.run(
+        "%%orchestrate --models echo --replay-only\nNever asked before"
+    )
+    assert refused.stderr.startswith("UsageError: replay_only is set")
+    kinds = [o["output_type"] for o in refused.outputs if o["output_type"] != "stream"]
+    assert kinds == ["display_data", "update_display_data"]
+    updates = [o for o in refused.outputs if o["output_type"] == "update_display_data"]
+    assert updates[0]["data"] == {"text/plain": ""}
+        "data"
+    ] == {"text/plain": ""}
+
 
 # --- C33: a canary key never reaches the saved notebook ---------------------
 

@@ -377,3 +377,27 @@ def test_maquina_models_and_check(ip: InteractiveShell) -> None:
     assert list(check["status"]) == ["ok", "missing"]
     with pytest.raises(UsageError, match="no-such-model"):
         ip.run_line_magic("maquina", "check no-such-model")
+
+
+@pytest.mark.parametrize(
+    ("line", "fragment"),
+    [
+        pytest.param("-m echo --replay-only", "replay", id="replay-only-miss"),
+        pytest.param(
+            "-m openai:gpt-4o --max-cost 0.000001 --max-tokens 4000", "$", id="over-budget"
+        ),
+    ],
+)
+def test_refused_runs_are_usage_errors_and_store_no_run(
+    ip: InteractiveShell, monkeypatch: pytest.MonkeyPatch, line: str, fragment: str
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-used-1234567890")
+    with pytest.raises(UsageError) as caught:
+        ip.run_cell_magic("orchestrate", line, "Say hi")
+
+    assert type(caught.value) is UsageError
+    assert fragment in str(caught.value)
+    from maquina_nb.db import Repository
+
+    assert Repository.from_url().list_runs().runs == []
+    assert DEFAULT_OUT not in ip.user_ns
