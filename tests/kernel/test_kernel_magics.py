@@ -273,8 +273,6 @@ def test_c30_line_is_literal_in_the_kernel(start_kernel: Any, tmp_path: Path) ->
     assert kinds == ["display_data", "update_display_data"]
     updates = [o for o in refused.outputs if o["output_type"] == "update_display_data"]
     assert updates[0]["data"] == {"text/plain": ""}
-        "data"
-    ] == {"text/plain": ""}
 
 
 # --- C33: a canary key never reaches the saved notebook ---------------------
