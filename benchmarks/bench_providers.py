@@ -204,6 +204,42 @@ async def capacity(port: int, in_flight: int, delay: float) -> list[float]:
     return list(await asyncio.wait_for(asyncio.gather(*tasks), timeout=120))
 
 
+async def layer_only_cpu(calls: int = 5000) -> float:
+    """CPU seconds per call of the layer's own code, with the SDK call left out.
+
+    A subclass answers ``_generate_once`` at once, so what remains is what the
+    layer adds around a call: key check, limiter slot, timeout, error mapping,
+    retry bookkeeping and pricing.
+    """
+    from maquina_nb.providers import Completion, Message, ModelRequest
+    from maquina_nb.providers.openai import OpenAIModel
+
+    class _NoNetwork(OpenAIModel):
+        def _make_client(self, api_key: str | None) -> Any:
+            return None
+
+        async def _generate_once(
+            self, client: Any, request: ModelRequest
+        ) -> Completion:
+            return Completion(
+                text="x" * 200,
+                finish_reason="stop",
+                model_id="gpt-4o",
+                input_tokens=12,
+                output_tokens=40,
+                cached_tokens=0,
+            )
+
+    model = _NoNetwork("gpt-4o", api_key="sk-bench-key")
+    request = ModelRequest((Message("user", "Say something"),), max_tokens=64)
+    for _ in range(200):
+        await model.generate(request)
+    started = time.process_time()
+    for _ in range(calls):
+        await model.generate(request)
+    return (time.process_time() - started) / calls
+
+
 def main() -> None:
     print(
         f"model layer vs bare SDK ({CALLS} calls, {CONCURRENCY} in flight, fake latency {LATENCY * 1e3:.0f} ms):"
@@ -213,6 +249,11 @@ def main() -> None:
         ratios = asyncio.run(compare(port))
     finally:
         stop_server(process)
+    own = asyncio.run(layer_only_cpu())
+    print(
+        f"  layer code alone (SDK call left out): {own * 1e6:.1f} us CPU/call "
+        "(compare with the bare SDK's CPU per call above)"
+    )
 
     print(
         f"fake server capacity ({CAPACITY_IN_FLIGHT} in flight, configured delay {CAPACITY_DELAY}s):"

@@ -78,6 +78,7 @@ class RemoteModel(BaseAIModel):
         )
         self._clients: dict[asyncio.AbstractEventLoop, Any] = {}
         self._limiter: RateLimiter | None = None
+        self._key_memo: tuple[str | None, str | None] | None = None
         self._limiter_base_url: str | None = None
         if self.settings.api_key:
             from maquina_nb._redact import register_secret
@@ -151,11 +152,15 @@ class RemoteModel(BaseAIModel):
             key_env=self.settings.key_env,
             default_env=self.key_env,
         )
+        memo = self._key_memo
+        if memo is not None and memo[0] == raw:
+            return memo[1]
         key = clean_key(
             raw, source=source or "settings", provider=self.provider, model=self.model
         )
         if key is None and self.needs_key:
             raise MissingKeyError(self.spec, source or "api_key")
+        self._key_memo = (raw, key)
         return key
 
     def _client(self) -> Any:
