@@ -342,6 +342,9 @@ class FakeLLMServer:
                     self._in_flight -= 1
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
             pass
+        except Exception:
+            # A request the fake cannot parse ends its connection, never the server.
+            logger.debug("fake LLM server dropped a connection", exc_info=True)
         finally:
             self._connections.discard(task)
             writer.transport.abort()

@@ -265,3 +265,13 @@ async def test_holds_500_requests_in_flight() -> None:
 
     assert statuses == [200] * 500
     assert fake.peak_in_flight == 500
+
+
+def test_garbage_request_drops_only_that_connection() -> None:
+    with FakeLLMServer() as fake:
+        with socket.create_connection(("127.0.0.1", fake.port), timeout=5) as sock:
+            sock.sendall(b"NONSENSE\r\n\r\n")
+            assert sock.recv(100) == b""
+        status, _, _ = raw_request(fake.port, "GET", "/v1/models")
+
+    assert status == 200
