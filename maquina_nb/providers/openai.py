@@ -315,9 +315,13 @@ def ollama_base_url() -> str:
     if "://" not in host:
         host = f"http://{host}"
     parts = urlsplit(host)
-    if parts.port is None and parts.hostname is not None:
-        host = f"{parts.scheme}://{parts.hostname}:11434"
-    return host.rstrip("/") + "/v1"
+    hostname = parts.hostname or "127.0.0.1"
+    # OLLAMA_HOST often names the server's bind address; 0.0.0.0 means "this machine".
+    if hostname in ("0.0.0.0", "::"):
+        hostname = "127.0.0.1"
+    port = parts.port or 11434
+    path = parts.path.rstrip("/")
+    return f"{parts.scheme}://{hostname}:{port}{path}/v1"
 
 
 class OllamaModel(OpenAICompatibleModel):

@@ -407,3 +407,24 @@ async def test_cancelled_stream_closes_its_connection_and_frees_its_slot(
     fake.default_reply = Reply(text="done")
     follow_up = await model.generate(ask("again"))
     assert follow_up.text == "done"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("", "http://127.0.0.1:11434/v1"),
+        ("127.0.0.1", "http://127.0.0.1:11434/v1"),
+        ("127.0.0.1:9999", "http://127.0.0.1:9999/v1"),
+        ("0.0.0.0:11434", "http://127.0.0.1:11434/v1"),
+        ("http://localhost:8080", "http://localhost:8080/v1"),
+        ("https://ollama.internal", "https://ollama.internal:11434/v1"),
+    ],
+)
+def test_ollama_host_forms(
+    monkeypatch: pytest.MonkeyPatch, value: str, expected: str
+) -> None:
+    from maquina_nb.providers.openai import ollama_base_url
+
+    monkeypatch.setenv("OLLAMA_HOST", value)
+
+    assert ollama_base_url() == expected
