@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import sys
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,9 @@ if TYPE_CHECKING:
     from maquina_nb.providers.base import BaseAIModel
 
 __all__ = ["aorchestrate", "last_run", "orchestrate"]
+
+# How long a cancelled aorchestrate() waits for the run to store what finished.
+_CANCEL_GRACE_S = 3.0
 
 logger = get_logger(__name__)
 
@@ -204,9 +208,23 @@ async def aorchestrate(
 
     # Planning opens the database and renders templates: off the caller's loop.
     orchestrator, plan = await asyncio.to_thread(_prepare)
-    work = orchestrator.execute(plan, name=name, tags=tags)
     if in_background_loop():
-        run = await work
-    else:
-        run = await asyncio.wrap_future(submit(work))
-    return run
+        return await orchestrator.execute(plan, name=name, tags=tags)
+
+    # A cancelled concurrent future reports "done" before the run has stored
+    # its partial rows; this event says when the cleanup really finished.
+    finished = threading.Event()
+
+    async def _tracked() -> Run:
+        try:
+            return await orchestrator.execute(plan, name=name, tags=tags)
+        finally:
+            finished.set()
+
+    future = submit(_tracked())
+    try:
+        return await asyncio.wrap_future(future)
+    except asyncio.CancelledError:
+        # Cancelling our await cancelled the run; wait (bounded) for its cleanup.
+        await asyncio.to_thread(finished.wait, _CANCEL_GRACE_S)
+        raise
