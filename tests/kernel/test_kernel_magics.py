@@ -192,10 +192,15 @@ def test_c05_two_cells_stream_full_text_to_their_own_widget(
             for o in cell.outputs
             if "application/vnd.jupyter.widget-view+json" in o.get("data", {})
         ]
-        assert [
+        # One display, refreshed in place (update_display_data) when the run ends.
+        assert [v["output_type"] for v in views] == [
+            "display_data",
+            "update_display_data",
+        ]
+        assert {
             v["data"]["application/vnd.jupyter.widget-view+json"]["model_id"]
             for v in views
-        ] == [comm_id]
+        } == {comm_id}
     tracebacks = [
         m
         for m in kernel.iopub
