@@ -12,7 +12,7 @@ import datetime as dt
 import json
 import operator
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Table
@@ -53,6 +53,44 @@ _SQLITE_INSERT = (
 _JSON_ENCODER = json.JSONEncoder(check_circular=False)
 
 
+def _make_dumps() -> Callable[[Any], str]:
+    """Return the fastest JSON encoder that gives exactly ``json.dumps``'s text.
+
+    ``JSONEncoder.encode`` builds a new C encoder on every call, which costs as
+    much as encoding a small dict; this builds it once. The C encoder is an
+    implementation detail of CPython's json module, so it is used only when
+    present and when it encodes a probe value exactly as the public API does.
+    """
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # pragma: no cover - not CPython
+        return _JSON_ENCODER.encode
+    try:
+        fast = make(
+            None,  # no circular check, as check_circular=False
+            _JSON_ENCODER.default,
+            json.encoder.encode_basestring_ascii,
+            None,  # indent
+            _JSON_ENCODER.key_separator,
+            _JSON_ENCODER.item_separator,
+            False,  # sort_keys
+            False,  # skipkeys
+            True,  # allow_nan
+        )
+        probe = {"a": [1, 2.5, None, True, "é\n"], "b": {"c": -0.0}}
+        if "".join(fast(probe, 0)) != _JSON_ENCODER.encode(probe):
+            return _JSON_ENCODER.encode  # pragma: no cover - a different CPython
+    except (TypeError, ValueError):  # pragma: no cover - a different signature
+        return _JSON_ENCODER.encode
+
+    def dumps(value: Any) -> str:
+        return "".join(fast(value, 0))
+
+    return dumps
+
+
+_dumps = _make_dumps()
+
+
 def prepare_responses(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Return full, checked ``model_responses`` rows (ids, defaults, timestamps)."""
     now = utcnow()
@@ -87,7 +125,7 @@ def insert_sqlite(connection: Connection, records: list[dict[str, Any]]) -> None
     types would (JSON text, UTC timestamps as text, booleans as 0/1), and the
     statement goes straight to the driver.
     """
-    dumps = _JSON_ENCODER.encode
+    dumps = _dumps
     stamps: dict[dt.datetime, str] = {}
     encoded: dict[int, str] = {}
 

@@ -395,3 +395,23 @@ def test_in_memory_database_works_across_calls() -> None:
     repo.add_responses([_response(run_id, 0, "echo:a")])
     assert [run.id for run in repo.list_runs().runs] == [run_id]
     assert len(repo.responses_frame(run_id)) == 1
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"temperature": 0.2, "max_tokens": 256, "stop": ["\n\n"]},
+        [{"role": "user", "content": '¿Qué tal? 日本語 "quoted" \\ back'}],
+        {"nested": {"list": [1, 2.5, -0.0, None, True, False], "big": 10**20}},
+        {"nan": float("nan"), "inf": float("inf")},
+        "plain",
+        [],
+        {},
+    ],
+)
+def test_bulk_json_text_matches_json_dumps(value: object) -> None:
+    import json
+
+    from maquina_nb.db._bulk import _dumps
+
+    assert _dumps(value) == json.dumps(value)
