@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
+import signal
 import sys
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from maquina_nb._loop import in_background_loop, submit
@@ -223,8 +225,41 @@ async def aorchestrate(
 
     future = submit(_tracked())
     try:
-        return await asyncio.wrap_future(future)
+        with _cancel_on_kernel_interrupt():
+            return await asyncio.wrap_future(future)
     except asyncio.CancelledError:
         # Cancelling our await cancelled the run; wait (bounded) for its cleanup.
         await asyncio.to_thread(finished.wait, _CANCEL_GRACE_S)
         raise
+
+
+@contextlib.contextmanager
+def _cancel_on_kernel_interrupt() -> Iterator[None]:
+    """While a kernel cell awaits us, let an interrupt cancel the awaiting task.
+
+    NOTE: ipykernel 7.4 installs a SIGINT handler for awaiting cells that
+    schedules the cancellation on an IO loop that does not run while the cell
+    does, so an interrupt never arrives (even ``await asyncio.sleep(30)`` runs
+    to the end). Inside a kernel's main thread we cancel the task ourselves,
+    then still call the kernel's handler.
+    """
+    from maquina_nb.orchestrator.dispatch import in_kernel
+
+    if threading.current_thread() is not threading.main_thread() or not in_kernel():
+        yield
+        return
+    task = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    previous = signal.getsignal(signal.SIGINT)
+
+    def _interrupt(signum: int, frame: Any) -> None:
+        if task is not None:
+            loop.call_soon_threadsafe(task.cancel)
+        if callable(previous) and previous is not signal.default_int_handler:
+            previous(signum, frame)
+
+    signal.signal(signal.SIGINT, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -196,7 +196,8 @@ def _address_of(event: ev.Event) -> Address | None:
     return (item_index, event.model, event.sample_index)  # type: ignore[attr-defined]
 
 
-def _in_kernel() -> bool:
+def in_kernel() -> bool:
+    """Tell whether this process is an IPython kernel."""
     shell_module = sys.modules.get("IPython")
     if shell_module is None:
         return False
@@ -221,7 +222,7 @@ def progress_wanted(explicit: bool | None = None) -> bool:
         return False
     if setting in {"1", "true", "on", "yes"}:
         return True
-    return not _in_kernel()
+    return not in_kernel()
 
 
 class ProgressBar:
