@@ -110,10 +110,13 @@ def make_engine(url: str) -> Engine:
         _install_sqlite_hooks(engine, wal=False)
         return engine
 
-    Path(parsed.database or "").expanduser().resolve().parent.mkdir(
-        parents=True, exist_ok=True
+    # An absolute path, fixed now: connections open lazily, and a notebook that
+    # changes directory later must keep writing into the same file.
+    path = Path(parsed.database or "").expanduser().resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(
+        parsed.set(database=str(path)), connect_args={"check_same_thread": False}
     )
-    engine = create_engine(parsed, connect_args={"check_same_thread": False})
     _install_sqlite_hooks(engine, wal=True)
     return engine
 

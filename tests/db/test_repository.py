@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import threading
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -415,3 +416,18 @@ def test_bulk_json_text_matches_json_dumps(value: object) -> None:
     from maquina_nb.db._bulk import _dumps
 
     assert _dumps(value) == json.dumps(value)
+
+
+def test_relative_sqlite_path_stays_put_after_chdir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    monkeypatch.chdir(tmp_path / "a")
+    repo = Repository.from_url("sqlite:///results.db")
+    run_id = _add_run(repo)
+    monkeypatch.chdir(tmp_path / "b")
+    repo.engine.dispose()  # the next connection is opened after the chdir
+    repo.add_responses([_response(run_id, 0, "echo:a")])
+    assert len(repo.responses_frame(run_id)) == 1
+    assert not (tmp_path / "b" / "results.db").exists()
