@@ -364,3 +364,18 @@ def test_background_cell_returns_while_the_table_streams(
     comm_id = _widget_comm(kernel.iopub, cell.msg_id)
     seen = _front_end_texts(kernel.iopub, comm_id)
     assert [shown for shown, _ in seen.values()] == ["".join(words).strip()]
+
+
+def test_extension_loads_from_the_kernel_config(
+    start_kernel: Any, tmp_path: Path
+) -> None:
+    profile = tmp_path / "ipython" / "profile_default"
+    profile.mkdir(parents=True)
+    (profile / "ipython_kernel_config.py").write_text(
+        'c.InteractiveShellApp.extensions = ["maquina_nb"]\n'
+    )
+    kernel = start_kernel()
+
+    result = kernel.run("%%orchestrate -m echo -o out\nConfigured")
+    _assert_clean(result)
+    assert kernel.run("print(out.text.iloc[0])").stdout.strip() == "Configured"
