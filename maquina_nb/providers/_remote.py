@@ -454,18 +454,15 @@ class RemoteModel(BaseAIModel):
             # and then says nothing is caught here, not after the whole timeout.
             first_limit = _min(settings.first_token_timeout, _remaining(deadline))
             try:
-                if first_limit is None:
-                    item = await iterator.__anext__()
-                else:
-                    item = await asyncio.wait_for(iterator.__anext__(), first_limit)
+                item = await _within(iterator.__anext__(), first_limit)
             except StopAsyncIteration:
                 return
-            except asyncio.TimeoutError as exc:
+            except (asyncio.TimeoutError, TimeoutError) as exc:
                 raise self._timeout_error("the first token", first_limit) from exc
             yield item
 
             # Later items: the SDK's read timeout bounds silences; the deadline is
-            # checked as each one arrives (one wait_for per chunk would cost a task).
+            # checked as each one arrives (a timer per chunk would cost for nothing).
             async for item in iterator:
                 if deadline is not None and time.perf_counter() > deadline:
                     raise self._timeout_error("the whole call", settings.timeout)

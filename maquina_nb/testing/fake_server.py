@@ -492,9 +492,10 @@ class FakeLLMServer:
         head += f"content-length: {len(payload)}\r\nx-request-id: req_fake\r\n"
         for name, value in (headers or {}).items():
             head += f"{name}: {value}\r\n"
+        # Logged before sending: the client may read the log as soon as it has the answer.
+        request.status = status
         writer.write(head.encode("latin-1") + b"\r\n" + payload)
         await writer.drain()
-        request.status = status
         return True
 
     async def _send_stream(
@@ -516,8 +517,8 @@ class FakeLLMServer:
         head += "cache-control: no-cache\r\ntransfer-encoding: chunked\r\n"
         for name, value in reply.headers.items():
             head += f"{name}: {value}\r\n"
-        writer.write(head.encode("latin-1") + b"\r\n")
         request.status = 200
+        writer.write(head.encode("latin-1") + b"\r\n")
 
         first = True
         for kind, payload in events:
