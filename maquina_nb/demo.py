@@ -103,7 +103,7 @@ def run_demo(output: Path, *, notebook: Path | None = None) -> dict[str, Path]:
     db_path = output / "maquina.db"
     executed_path = output / _NOTEBOOK
     html_path = output / "quickstart.html"
-    os.environ["MAQUINA_DB_URL"] = f"sqlite:///{db_path}"
+    kernel_env = {**os.environ, "MAQUINA_DB_URL": f"sqlite:///{db_path}"}
 
     # Step 2: execute every cell; keep the partial notebook when one fails.
     nb = nbformat.read(source, as_version=4)  # type: ignore[no-untyped-call]
@@ -116,7 +116,7 @@ def run_demo(output: Path, *, notebook: Path | None = None) -> dict[str, Path]:
     )
     started = time.monotonic()
     try:
-        client.execute()
+        client.execute(env=kernel_env)
     except CellExecutionError:
         nbformat.write(nb, executed_path)  # type: ignore[no-untyped-call]
         raise
