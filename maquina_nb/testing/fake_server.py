@@ -222,6 +222,13 @@ class FakeLLMServer:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    async def __aenter__(self) -> FakeLLMServer:
+        await asyncio.to_thread(self.start)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await asyncio.to_thread(self.stop)
+
     def __repr__(self) -> str:
         return f"<FakeLLMServer 127.0.0.1:{self.port} requests={len(self._log)}>"
 

@@ -275,3 +275,16 @@ def test_garbage_request_drops_only_that_connection() -> None:
         status, _, _ = raw_request(fake.port, "GET", "/v1/models")
 
     assert status == 200
+
+
+async def test_async_context_manager() -> None:
+    async with FakeLLMServer() as fake:
+        client = openai.AsyncOpenAI(
+            base_url=fake.openai_base_url, api_key="k", max_retries=0
+        )
+        answer = await client.chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "yo"}]
+        )
+        await client.close()
+
+    assert answer.choices[0].message.content == "Fake answer: yo"
