@@ -428,3 +428,26 @@ def test_ollama_host_forms(
     monkeypatch.setenv("OLLAMA_HOST", value)
 
     assert ollama_base_url() == expected
+
+
+async def test_openai_compatible_sends_an_optional_key(
+    fake: FakeLLMServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VLLM_KEY", "sk-vllm-0123456789")
+    model = resolve_model(
+        "openai-compatible:qwen", base_url=fake.openai_base_url, key_env="VLLM_KEY"
+    )
+
+    await model.generate(ask())
+
+    assert fake.requests[0].api_key == "sk-vllm-0123456789"
+
+
+def test_openai_compatible_without_base_url_says_what_to_set() -> None:
+    from maquina_nb._loop import run_sync
+    from maquina_nb.errors import ConfigurationError
+
+    model = resolve_model("openai-compatible:qwen")
+
+    with pytest.raises(ConfigurationError, match="needs a base URL; pass base_url="):
+        run_sync(model.generate(ask()), timeout=30)
