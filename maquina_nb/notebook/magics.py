@@ -181,8 +181,12 @@ class MaquinaMagics(Magics):
         """Ask several models the cell's prompt at once and compare the answers.
 
         The cell body is a Jinja2 template (``{{ column }}``; other braces stay
-        text). The line is not expanded by IPython: ``$x`` and ``{x}`` reach the
-        options literally. Example::
+        text). A line ``{# turn #}`` separates the user turns of a multi-turn
+        item: each is asked after the model answered the one before. The line
+        is not expanded by IPython: ``$x`` and ``{x}`` reach the options
+        literally; use ``-m @models`` to take the model list from a variable.
+        The run's DataFrame goes to ``-o`` (default ``_orchestrate_df``) and to
+        ``maquina_nb.last_run().to_pandas()``. Example::
 
             %%orchestrate -m echo,replay:gpt-4 --over questions -o answers
             Answer briefly: {{ question }}

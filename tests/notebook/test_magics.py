@@ -384,7 +384,9 @@ def test_maquina_models_and_check(ip: InteractiveShell) -> None:
     [
         pytest.param("-m echo --replay-only", "replay", id="replay-only-miss"),
         pytest.param(
-            "-m openai:gpt-4o --max-cost 0.000001 --max-tokens 4000", "$", id="over-budget"
+            "-m openai:gpt-4o --max-cost 0.000001 --max-tokens 4000",
+            "$",
+            id="over-budget",
         ),
     ],
 )
@@ -401,3 +403,23 @@ def test_refused_runs_are_usage_errors_and_store_no_run(
 
     assert Repository.from_url().list_runs().runs == []
     assert DEFAULT_OUT not in ip.user_ns
+
+
+def test_maquina_history_pages_with_a_cursor(
+    ip: InteractiveShell, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for index in range(3):
+        ip.run_cell_magic(
+            "orchestrate", f"-m echo --name paged-{index} --tag paged", "Hi"
+        )
+
+    note = ip.run_line_magic("maquina", "history --tag paged --limit 2")
+    assert "--cursor" in repr(note)
+    cursor = repr(note).split("--cursor ", 1)[1].strip()
+    rest = ip.run_line_magic(
+        "maquina", f"history --tag paged --limit 2 --cursor {cursor}"
+    )
+    assert list(rest["name"]) == ["paged-0"]
+
+    with pytest.raises(UsageError, match="not a date"):
+        ip.run_line_magic("maquina", "history --since yesterday-ish")
