@@ -162,23 +162,18 @@ def _categorical(values: list[Any]) -> pd.Categorical:
     import numpy as np
     import pandas as pd
 
-    # A dict lookup per value is faster than hashing an object array, and a
-    # response column has only a handful of distinct labels.
-    codes_of: dict[Any, int] = {None: -1}
+    # A response column has a handful of distinct labels: find them with a set,
+    # then code each value with one dict lookup (cheaper than hashing an object
+    # array in pandas).
+    labels = set(values)
+    labels.discard(None)
+    categories = sorted(str(label) for label in labels)
+    code_of: dict[Any, int] = {label: categories.index(str(label)) for label in labels}
+    code_of[None] = -1
     codes = np.fromiter(
-        (codes_of.setdefault(v, len(codes_of) - 1) for v in values),
-        dtype=np.int32,
-        count=len(values),
+        map(code_of.__getitem__, values), dtype=np.int32, count=len(values)
     )
-    categories = [str(label) for label in codes_of if label is not None]
-    order = sorted(range(len(categories)), key=categories.__getitem__)
-    remap = np.empty(len(categories) + 1, dtype=np.int32)
-    remap[-1] = -1
-    for new_code, old_code in enumerate(order):
-        remap[old_code] = new_code
-    return pd.Categorical.from_codes(
-        remap[codes], categories=[categories[i] for i in order]
-    )
+    return pd.Categorical.from_codes(codes, categories=categories)
 
 
 def _convert(values: list[Any], kind: str) -> Any:
