@@ -7,6 +7,9 @@ from rows are never rendered a second time.
 
 Rules, chosen on purpose:
 
+- A literal ``{{``, ``{%`` or ``{#`` in the text must be escaped
+  (``{{ '{{' }}``) or wrapped in ``{% raw %}…{% endraw %}``; a template with
+  none of the three is taken as plain text without compiling it.
 - The environment is sandboxed (no attribute access to internals, no imports).
 - Undefined variables are errors, reported before anything is sent, naming the
   variable and the columns (or names) that are available.

@@ -6,7 +6,8 @@ A run goes through these steps, all on maquina_nb's one background event loop:
 2. look the keys up in the cache; with ``replay_only`` fail on any miss;
 3. estimate the cost and refuse a run above ``max_cost`` (:mod:`.budget`);
 4. record the run, then answer every cache hit at once (status ``cached``);
-5. fan the misses out over ``concurrency`` workers; each worker takes the next
+5. fan the misses out over ``concurrency`` workers (:mod:`.execution`); each
+   worker takes the next
    request of the model with the fewest requests in flight, so a slow or
    rate-limited model cannot hold every slot while others wait;
 6. hand each finished row to the single writer (:mod:`.writer`), which stores
