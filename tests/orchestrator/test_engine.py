@@ -560,3 +560,19 @@ def test_one_unstorable_row_does_not_lose_the_batch(db_url: str) -> None:
     assert run.unsaved == 1
     stored = Repository.from_url(db_url).responses_frame(run.id)
     assert sorted(stored["text"]) == ["m: a", "m: c"]
+
+
+def test_a_conversation_is_sent_as_one_request(db_url: str) -> None:
+    model = ScriptedModel("m")
+    conversation = [
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello!"},
+        {"role": "user", "content": "A joke, please."},
+    ]
+
+    run = orchestrate(conversation, [model], db=db_url, system="Be kind.")
+
+    assert [[m.to_dict() for m in call.messages] for call in model.calls] == [
+        [{"role": "system", "content": "Be kind."}, *conversation]
+    ]
+    assert (len(run.items), run.responses[0].text) == (1, "m: A joke, please.")
