@@ -21,6 +21,7 @@ Run with ``python -m benchmarks.bench_providers`` (or ``python -m benchmarks``).
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import signal
@@ -78,6 +79,7 @@ async def timed(
         async with semaphore:
             await call()
 
+    gc.collect()  # start each side with the same heap, not the other side's garbage
     started, cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*(one() for _ in range(calls)))
     return time.perf_counter() - started, time.process_time() - cpu

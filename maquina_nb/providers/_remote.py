@@ -18,7 +18,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
 
 from maquina_nb._redact import get_logger
@@ -406,28 +406,40 @@ class RemoteModel(BaseAIModel):
             client = self._client()
             async with self.limiter.slot(self._estimated_tokens(request)) as grant:
                 started = time.perf_counter()
+                timeout = self.settings.timeout
+                deadline = started + timeout if timeout is not None else None
                 first_token: float | None = None
                 completion: Completion | None = None
-                bounded = None
+                source = self._stream_once(client, request)
                 try:
                     with self._map_errors():
-                        bounded = self._bounded(
-                            self._stream_once(client, request), started
-                        )
-                        async for item in bounded:
+                        # The first item gets its own bound: a server that accepts
+                        # the request and then says nothing is caught here.
+                        item = await self._first_item(source, started)
+                        while item is not None:
                             if isinstance(item, Completion):
                                 completion = item
-                                continue
-                            if first_token is None:
-                                first_token = time.perf_counter() - started
-                            streamed = True
-                            yield item
+                            else:
+                                if first_token is None:
+                                    first_token = time.perf_counter() - started
+                                streamed = True
+                                yield item
+                            # Later items: the SDK's read timeout bounds silences;
+                            # the total deadline is checked as each one arrives.
+                            if deadline is not None and time.perf_counter() > deadline:
+                                raise self._timeout_error(
+                                    "the whole call", self.settings.timeout
+                                )
+                            try:
+                                item = await source.__anext__()
+                            except StopAsyncIteration:
+                                item = None
                 except ProviderError as exc:
                     completion = None
                     delay = self._after_failure(exc, attempt)
                 finally:
-                    if bounded is not None:
-                        await bounded.aclose()
+                    # Close the HTTP response now, also on cancel or early exit.
+                    await source.aclose()  # type: ignore[attr-defined]
                 if completion is not None:
                     completion.latency_s = time.perf_counter() - started
                     completion.ttft_s = (
@@ -442,35 +454,17 @@ class RemoteModel(BaseAIModel):
                 )
             await self.clock.sleep(delay)
 
-    async def _bounded(
-        self, source: AsyncIterator[Any], started: float
-    ) -> AsyncGenerator[Any, None]:
-        """Apply the first-token bound and the total deadline to a stream."""
+    async def _first_item(self, source: AsyncIterator[Any], started: float) -> Any:
+        """Return the stream's first item (``None`` if it is empty), time-bounded."""
         settings = self.settings
         deadline = started + settings.timeout if settings.timeout is not None else None
-        iterator = source.__aiter__()
+        first_limit = _min(settings.first_token_timeout, _remaining(deadline))
         try:
-            # The first item gets its own bound: a server that accepts the request
-            # and then says nothing is caught here, not after the whole timeout.
-            first_limit = _min(settings.first_token_timeout, _remaining(deadline))
-            try:
-                item = await _within(iterator.__anext__(), first_limit)
-            except StopAsyncIteration:
-                return
-            except (asyncio.TimeoutError, TimeoutError) as exc:
-                raise self._timeout_error("the first token", first_limit) from exc
-            yield item
-
-            # Later items: the SDK's read timeout bounds silences; the deadline is
-            # checked as each one arrives (a timer per chunk would cost for nothing).
-            async for item in iterator:
-                if deadline is not None and time.perf_counter() > deadline:
-                    raise self._timeout_error("the whole call", settings.timeout)
-                yield item
-        finally:
-            aclose = getattr(iterator, "aclose", None)
-            if aclose is not None:
-                await aclose()
+            return await _within(source.__anext__(), first_limit)
+        except StopAsyncIteration:
+            return None
+        except (asyncio.TimeoutError, TimeoutError) as exc:
+            raise self._timeout_error("the first token", first_limit) from exc
 
 
 async def _within(call: Awaitable[T], timeout: float | None) -> T:

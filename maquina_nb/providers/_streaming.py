@@ -1,7 +1,7 @@
 """Stream helpers shared by the SDK-backed models.
 
-- :class:`TolerantSSEDecoder` wraps an SDK's server-sent-event decoder so that a
-  malformed chunk is skipped and counted instead of ending the stream (C09);
+- :func:`tolerant_decoder` makes an SDK's server-sent-event decoder skip and
+  count a malformed chunk instead of ending the stream (C09);
 - :func:`normalize_finish` maps each provider's finish word to the product's.
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 
 from maquina_nb._redact import get_logger, redact
 
-__all__ = ["TolerantSSEDecoder", "normalize_finish"]
+__all__ = ["TolerantSSEDecoder", "normalize_finish", "tolerant_decoder"]
 
 logger = get_logger(__name__)
 
@@ -75,6 +75,42 @@ class TolerantSSEDecoder:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
+
+
+_SUBCLASSES: dict[Any, type] = {}
+
+
+def _tolerant_subclass(base: Any) -> type:
+    known = _SUBCLASSES.get(base)
+    if known is not None:
+        return known
+    base_decode = base.decode
+
+    def decode(self: Any, line: str) -> Any:
+        sse = base_decode(self, line)
+        if sse is None or not TolerantSSEDecoder._keep(sse):
+            return None
+        return sse
+
+    subclass = type(f"Tolerant{base.__name__}", (base,), {"decode": decode})
+    _SUBCLASSES[base] = subclass
+    return subclass
+
+
+def tolerant_decoder(decoder: Any) -> Any:
+    """Return ``decoder`` made to skip malformed events (C09).
+
+    The SDK decoders build each event in ``decode(line)``; a subclass that vets
+    the event there costs nothing per chunk beyond the check itself. A decoder
+    without that method is wrapped in :class:`TolerantSSEDecoder` instead.
+    """
+    if callable(getattr(type(decoder), "decode", None)):
+        try:
+            decoder.__class__ = _tolerant_subclass(type(decoder))
+        except TypeError:  # pragma: no cover - a decoder type that refuses it
+            return TolerantSSEDecoder(decoder)
+        return decoder
+    return TolerantSSEDecoder(decoder)
 
 
 _FINISH = {

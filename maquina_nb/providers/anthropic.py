@@ -21,9 +21,9 @@ from maquina_nb._redact import get_logger
 from maquina_nb.providers._errors import StreamIncompleteError, map_anthropic_errors
 from maquina_nb.providers._remote import RemoteModel
 from maquina_nb.providers._streaming import (
-    TolerantSSEDecoder,
     _skipped_chunks,
     normalize_finish,
+    tolerant_decoder,
 )
 from maquina_nb.providers.base import Completion, ModelRequest, TextDelta
 
@@ -40,7 +40,7 @@ def _client_class() -> Any:
     class _AsyncAnthropic(anthropic.AsyncAnthropic):
         # Skip malformed SSE events instead of ending the stream (C09).
         def _make_sse_decoder(self, *args: Any, **kwargs: Any) -> Any:
-            return TolerantSSEDecoder(super()._make_sse_decoder(*args, **kwargs))
+            return tolerant_decoder(super()._make_sse_decoder(*args, **kwargs))
 
     return _AsyncAnthropic
 

@@ -27,9 +27,9 @@ from maquina_nb._redact import get_logger
 from maquina_nb.providers._errors import StreamIncompleteError, map_openai_errors
 from maquina_nb.providers._remote import RemoteModel
 from maquina_nb.providers._streaming import (
-    TolerantSSEDecoder,
     _skipped_chunks,
     normalize_finish,
+    tolerant_decoder,
 )
 from maquina_nb.providers.base import Completion, ModelRequest, TextDelta
 
@@ -49,7 +49,7 @@ def _client_class() -> Any:
     class _AsyncOpenAI(openai.AsyncOpenAI):
         # Skip malformed SSE events instead of ending the stream (C09).
         def _make_sse_decoder(self) -> Any:
-            return TolerantSSEDecoder(super()._make_sse_decoder())
+            return tolerant_decoder(super()._make_sse_decoder())
 
     return _AsyncOpenAI
 
