@@ -21,6 +21,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "MaquinaError",
+    "MultiModelOrchestrator",
     "Repository",
     "Run",
     "__version__",
@@ -42,6 +43,7 @@ _LAZY = {
     "Repository": "maquina_nb.db",
     "create_db_engine": "maquina_nb.db",
     "Run": "maquina_nb.orchestrator",
+    "MultiModelOrchestrator": "maquina_nb.orchestrator",
     "orchestrate": "maquina_nb.orchestrator",
     "aorchestrate": "maquina_nb.orchestrator",
     "last_run": "maquina_nb.orchestrator",
@@ -54,7 +56,13 @@ if TYPE_CHECKING:
     from maquina_nb.analysis.ab import ab_test
     from maquina_nb.db import Repository, create_db_engine
     from maquina_nb.errors import MaquinaError
-    from maquina_nb.orchestrator import Run, aorchestrate, last_run, orchestrate
+    from maquina_nb.orchestrator import (
+        MultiModelOrchestrator,
+        Run,
+        aorchestrate,
+        last_run,
+        orchestrate,
+    )
     from maquina_nb.providers import register_model, resolve_model
 
 

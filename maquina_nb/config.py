@@ -15,7 +15,7 @@ A config file looks like::
     concurrency = 16
     rater = "ada"
 
-    [models.llama]                  # an alias with its own settings
+    [models.llama]  # an alias with its own settings
     spec = "ollama:llama3.1"
     requests_per_minute = 60
 """
@@ -132,5 +132,5 @@ def rater_name() -> str:
 
     try:
         return getpass.getuser()
-    except Exception:  # noqa: BLE001 - no login name in some containers
+    except Exception:
         return "anonymous"

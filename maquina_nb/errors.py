@@ -86,7 +86,9 @@ class TemplateError(ConfigurationError):
 class UnknownModelError(MaquinaError, LookupError):
     """A model spec names no known provider, alias or registered model."""
 
-    def __init__(self, spec: str, suggestions: list[str] | tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, spec: str, suggestions: list[str] | tuple[str, ...] = ()
+    ) -> None:
         self.spec = spec
         self.suggestions = list(suggestions)
         hint = (
@@ -124,7 +126,12 @@ class ProviderRateLimitError(ProviderError):
     kind = "rate_limit"
 
     def __init__(
-        self, message: str, *, provider: str, model: str, retry_after: float | None = None
+        self,
+        message: str,
+        *,
+        provider: str,
+        model: str,
+        retry_after: float | None = None,
     ) -> None:
         self.retry_after = retry_after
         super().__init__(message, provider=provider, model=model)

@@ -81,7 +81,9 @@ def _in_ci() -> bool:
     return os.environ.get("CI", "").lower() == "true"
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(
+    config: pytest.Config, items: list[pytest.Item]
+) -> None:
     """Skip postgres/browser tests when their service is absent — never under CI."""
     if _in_ci():
         return
@@ -91,7 +93,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if "postgres" in item.keywords and not has_pg:
             item.add_marker(pytest.mark.skip(reason="set MAQUINA_TEST_PG_URL to run"))
         if "browser" in item.keywords and not has_browser:
-            item.add_marker(pytest.mark.skip(reason=f"install chromium ({CHROMIUM}) to run"))
+            item.add_marker(
+                pytest.mark.skip(reason=f"install chromium ({CHROMIUM}) to run")
+            )
 
 
 CHROMIUM = os.environ.get("MAQUINA_TEST_CHROMIUM", "/usr/bin/chromium")
@@ -102,5 +106,7 @@ def pg_url() -> str:
     """The URL of a reachable PostgreSQL server; fails (not skips) under CI."""
     url = os.environ.get("MAQUINA_TEST_PG_URL", "")
     if not url:
-        pytest.fail("CI=true but MAQUINA_TEST_PG_URL is unset; .ci/run starts PostgreSQL")
+        pytest.fail(
+            "CI=true but MAQUINA_TEST_PG_URL is unset; .ci/run starts PostgreSQL"
+        )
     return url

@@ -25,6 +25,10 @@ def test_import_does_not_load_heavy_libraries() -> None:
         " if m in sys.modules]; print(','.join(heavy))"
     )
     result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
     )
     assert result.stdout.strip() == ""

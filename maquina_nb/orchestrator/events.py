@@ -62,7 +62,7 @@ class RunStarted(Event):
     ``variables``."""
     samples: int
     total: int
-    """Number of responses the run will produce (items × models × samples)."""
+    """Number of responses the run will produce (items x models x samples)."""
     estimated_cost_usd: float | None
     max_cost_usd: float | None
 
@@ -78,8 +78,10 @@ class ResponseStarted(Event):
 
 @dataclass(frozen=True, slots=True)
 class TextDelta(Event):
-    """New text for one response. Deltas may be coalesced; concatenated in
-    order they give the full text."""
+    """New text for one response.
+
+    Deltas may be coalesced; concatenated in order they give the full text.
+    """
 
     item_index: int
     model: str
