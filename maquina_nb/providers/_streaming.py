@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import functools
 import json
@@ -57,8 +56,11 @@ class TolerantSSEDecoder:
             return False
         # Hand the SDK the parsed value, so each event is decoded once, not twice.
         # (An event type with __slots__ would refuse; it then decodes again.)
-        with contextlib.suppress(AttributeError):
+        # A bare try is used: contextlib.suppress costs a microsecond per chunk.
+        try:  # noqa: SIM105
             sse.json = functools.partial(_parsed, parsed)
+        except AttributeError:  # pragma: no cover - no such SDK type today
+            pass
         return True
 
     def iter_bytes(self, iterator: Any) -> Any:

@@ -168,7 +168,16 @@ class ClaudeModel(RemoteModel):
             async for event in stream:
                 events += 1
                 kind = getattr(event, "type", None)
-                if kind == "message_start":
+                # Text deltas first: nearly every event is one.
+                if kind == "content_block_delta":
+                    delta = event.delta
+                    delta_type = getattr(delta, "type", None)
+                    if delta_type == "text_delta" and delta.text:
+                        parts.append(delta.text)
+                        yield TextDelta(delta.text)
+                    elif delta_type == "input_json_delta" and event.index in tools:
+                        tools[event.index]["arguments"] += delta.partial_json
+                elif kind == "message_start":
                     model_id = event.message.model
                     usage.update(_usage_dict(event.message.usage))
                 elif kind == "content_block_start":
@@ -180,14 +189,6 @@ class ClaudeModel(RemoteModel):
                             "name": block.name,
                             "arguments": "",
                         }
-                elif kind == "content_block_delta":
-                    delta = event.delta
-                    delta_type = getattr(delta, "type", None)
-                    if delta_type == "text_delta" and delta.text:
-                        parts.append(delta.text)
-                        yield TextDelta(delta.text)
-                    elif delta_type == "input_json_delta" and event.index in tools:
-                        tools[event.index]["arguments"] += delta.partial_json
                 elif kind == "message_delta":
                     stop_reason = event.delta.stop_reason or stop_reason
                     for name, value in _usage_dict(event.usage).items():
