@@ -15,6 +15,9 @@ from collections.abc import Iterator
 
 import pytest
 
+# The public fixture users load the same way (`fake_llm_server`).
+pytest_plugins = ["maquina_nb.testing.pytest_plugin"]
+
 _CLEARED_PREFIXES = ("MAQUINA_NB_", "MAQUINA_DB_URL")
 _CLEARED_NAMES = (
     "OPENAI_API_KEY",

@@ -16,9 +16,6 @@ import pytest
 
 from maquina_nb.providers.base import BaseAIModel, Completion, ModelRequest, TextDelta
 
-pytest_plugins = ["maquina_nb.testing.pytest_plugin"]
-
-
 class ScriptedModel(BaseAIModel):
     """Answers ``f"{name}: {last user turn}"`` unless ``script`` says otherwise.
 
