@@ -225,6 +225,11 @@ def test_c29_braces_reach_the_model_verbatim(start_kernel: Any, fake: Any) -> No
     _assert_clean(result)
 
     prompts = sorted(request.prompt for request in fake.requests_for(api="openai"))
+    if len(prompts) != 2:  # say why, for a failure report
+        rows = kernel.run(
+            "print(_orchestrate_df[['status', 'error_kind', 'error_message']].to_string())"
+        )
+        print(rows.stdout, fake.requests)
     assert prompts == sorted(
         [
             'Explain this code: {x: x**2 for x in nums}\nAnswer as {"verdict": "..."}',
