@@ -201,13 +201,20 @@ class StoreError(MaquinaError):
 class InvalidFieldError(StoreError, ValueError):
     """A value given for a stored field is out of range or of the wrong kind."""
 
-    def __init__(self, model: str, field: str, value: object, expected: str) -> None:
+    def __init__(
+        self,
+        model: str,
+        field: str,
+        value: object,
+        expected: str,
+        *,
+        advice: str = "fix the value before storing it",
+    ) -> None:
         self.model = model
         self.field = field
         self.value = value
         super().__init__(
-            f"{model}.{field} must be {expected}, got {value!r}; "
-            "fix the value before storing it."
+            f"{model}.{field} must be {expected}, got {value!r}; {advice}."
         )
 
 

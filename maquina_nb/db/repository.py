@@ -106,9 +106,12 @@ def _decode_cursor(cursor: str) -> tuple[dt.datetime, str]:
         stamp, run_id = base64.urlsafe_b64decode(padded).decode().split("|")
         return dt.datetime.fromisoformat(stamp), run_id
     except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
-        raise StoreError(
-            f"The page cursor {cursor!r} is not one list_runs returned; "
-            "pass the next_cursor of the previous page, or None to start over."
+        raise InvalidFieldError(
+            "list_runs",
+            "cursor",
+            cursor,
+            "a next_cursor that list_runs returned",
+            advice="pass the next_cursor of the previous page, or None to start over",
         ) from exc
 
 

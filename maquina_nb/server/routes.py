@@ -15,7 +15,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 
 from maquina_nb._redact import get_logger
-from maquina_nb.errors import InvalidFieldError, StoreError
+from maquina_nb.errors import InvalidFieldError
 from maquina_nb.server import _models, _queries, _stats
 from maquina_nb.server._security import token_matches
 from maquina_nb.server.schemas import (
@@ -149,12 +149,9 @@ def list_runs(
             until=_as_utc(until),
         )
     except InvalidFieldError as exc:
-        raise field_error(("query", exc.field), str(exc)) from exc
-    except StoreError as exc:
-        # A cursor that does not decode; any other store error is the database's.
-        if cursor is None or not isinstance(exc.__cause__, ValueError):
-            raise
-        raise field_error(("query", "cursor"), str(exc), cursor) from exc
+        # A limit out of range, or a cursor that does not decode; any other
+        # store error is the database's (503).
+        raise field_error(("query", exc.field), str(exc), exc.value) from exc
     return _json(
         RunPage(runs=[_run_out(row) for row in page.runs], next_cursor=page.next_cursor)
     )

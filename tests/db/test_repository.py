@@ -198,8 +198,14 @@ def test_list_runs_pages_newest_first_without_gaps(repo: Repository) -> None:
         if cursor is None:
             break
     assert seen == expected
-    with pytest.raises(StoreError, match=r"is not one list_runs returned"):
+    with pytest.raises(InvalidFieldError, match=r"list_runs\.cursor") as caught:
         repo.list_runs(cursor="garbage!")
+    assert caught.value.field == "cursor"
+    assert caught.value.value == "garbage!"
+    assert "next_cursor of the previous page" in str(caught.value)
+    # Base64 that decodes, but not to a cursor of ours.
+    with pytest.raises(InvalidFieldError, match=r"list_runs\.cursor"):
+        repo.list_runs(cursor="bm90LWEtY3Vyc29y")
     with pytest.raises(InvalidFieldError, match=r"list_runs\.limit"):
         repo.list_runs(limit=0)
 

@@ -85,6 +85,13 @@ def test_list_runs_filters_by_name_tag_and_model(
 def test_bad_cursor_and_limit_answer_422_naming_the_field(client: TestClient) -> None:
     answer = client.get("/api/runs", params={"cursor": "not-a-cursor"})
     assert answer.status_code == 422
+    detail = answer.json()["detail"][0]
+    assert detail["loc"] == ["query", "cursor"]
+    assert detail["input"] == "not-a-cursor"
+    assert "next_cursor of the previous page" in detail["msg"]
+    # Valid base64 of something that is not a cursor is the client's fault too.
+    answer = client.get("/api/runs", params={"cursor": "bm90LWEtY3Vyc29y"})
+    assert answer.status_code == 422
     assert answer.json()["detail"][0]["loc"] == ["query", "cursor"]
 
     answer = client.get("/api/runs", params={"limit": 0})
