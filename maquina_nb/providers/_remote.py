@@ -77,6 +77,9 @@ class RemoteModel(BaseAIModel):
             max_retry_after=self.settings.max_retry_after,
         )
         self._clients: dict[asyncio.AbstractEventLoop, Any] = {}
+        self._client_for: dict[
+            asyncio.AbstractEventLoop, tuple[str | None, str | None]
+        ] = {}
         self._limiter: RateLimiter | None = None
         self._key_memo: tuple[str | None, str | None] | None = None
         self._limiter_base_url: str | None = None
@@ -166,14 +169,22 @@ class RemoteModel(BaseAIModel):
     def _client(self) -> Any:
         loop = asyncio.get_running_loop()
         client = self._clients.get(loop)
+        # A client is made for one base URL and key; when the environment names
+        # another (a new fake server, a rotated key) the next call gets a new one.
+        wanted = (self.base_url, self._api_key())
+        if client is not None and self._client_for.get(loop) != wanted:
+            _ORPHANED_CLIENTS.append(client)
+            client = None
         if client is None:
-            client = self._make_client(self._api_key())
+            client = self._make_client(wanted[1])
             self._clients[loop] = client
+            self._client_for[loop] = wanted
             # A client whose loop has closed cannot be closed any more; if it were
             # collected now, the SDK would try to close it on *this* loop and fail
             # noisily. Keep it until the process ends (only tests use many loops).
             for old_loop in [old for old in self._clients if old.is_closed()]:
                 _ORPHANED_CLIENTS.append(self._clients.pop(old_loop))
+                self._client_for.pop(old_loop, None)
         return client
 
     def _timeout(self) -> Any:

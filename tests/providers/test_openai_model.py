@@ -451,3 +451,23 @@ def test_openai_compatible_without_base_url_says_what_to_set() -> None:
 
     with pytest.raises(ConfigurationError, match="needs a base URL; pass base_url="):
         run_sync(model.generate(ask()), timeout=30)
+
+
+async def test_a_new_base_url_in_the_environment_gets_a_new_client(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    with FakeLLMServer() as first, FakeLLMServer() as second:
+        monkeypatch.setenv("OPENAI_BASE_URL", first.openai_base_url)
+        model = resolve_model("gpt-4o")
+        await model.generate(ask("one"))
+        monkeypatch.setenv("OPENAI_BASE_URL", second.openai_base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", KEY + "-rotated")
+        await resolve_model("gpt-4o").generate(ask("two"))
+
+        assert resolve_model("gpt-4o") is model
+        assert [r.prompt for r in first.requests] == ["one"]
+        assert [(r.prompt, r.api_key) for r in second.requests] == [
+            ("two", KEY + "-rotated")
+        ]
+        assert model.identity["base_url"] == second.openai_base_url
