@@ -30,6 +30,21 @@ MAX_STATIC_ITEMS = 50
 _MAX_STATIC_HTML = 8_000
 _MAX_STATIC_TEXT = 3_000
 
+# JupyterLab and nbconvert's templates style every rendered table (cells right-
+# aligned, vertically centred, without borders). A stylesheet cannot travel here
+# (no <style> may reach an output, C32), so each cell carries its own style, which
+# wins over any class or element rule of the host page.
+_BORDER = "1px solid var(--jp-border-color2, #d0d0d0)"
+_CELL_STYLE = (
+    f"text-align: left; vertical-align: top; border: {_BORDER}; padding: 4px 6px"
+)
+_TD = f'<td style="{_CELL_STYLE}">'
+_TH = f'<th style="{_CELL_STYLE}; background: var(--jp-layout-color2, #f3f3f3)">'
+_PROMPT_TD = f'<td style="{_CELL_STYLE}; white-space: pre-wrap; width: 22%">'
+_INDEX_TD = f'<td style="{_CELL_STYLE}; width: 2.5em">'
+# Long answers scroll inside their cell instead of stretching the row.
+_SCROLL = '<div style="max-height: 30em; overflow: auto">'
+
 PLACEHOLDERS = {
     "queued": "Waiting to be sent.",
     "streaming": "Waiting for the first words…",
@@ -115,7 +130,7 @@ def _cell_html(cell: Mapping[str, Any], best: bool) -> str:
         lines.append(f"<br><small>{escape_text(metrics)}</small>")
     if cell.get("status") == "failed" and cell.get("error_message"):
         lines.append(f"<br><small>{escape_text(cell['error_message'])}</small>")
-    lines.append(_answer_html(cell))
+    lines.append(f"{_SCROLL}{_answer_html(cell)}</div>")
     feedback = _feedback(cell)
     if feedback:
         lines.append(f"<small>{escape_text(feedback)}</small>")
@@ -159,16 +174,16 @@ def render_static_html(snapshot: Mapping[str, Any]) -> str:
     out = [
         '<div class="maquina-static">',
         f"<p><strong>{title}</strong> — {escape_text(_summary(run))}</p>",
-        '<table style="border-collapse: collapse">',
-        "<thead><tr><th>#</th><th>Prompt</th>",
-        *(f"<th>{escape_text(column)}</th>" for column in columns),
+        '<table style="border-collapse: collapse; table-layout: auto; width: 100%">',
+        f"<thead><tr>{_TH}#</th>{_TH}Prompt</th>",
+        *(f"{_TH}{escape_text(column)}</th>" for column in columns),
         "</tr></thead><tbody>",
     ]
     for item in snapshot["items"][:MAX_STATIC_ITEMS]:
         index = item["index"]
-        out.append(f'<tr style="vertical-align: top"><td>{index}</td>')
+        out.append(f"<tr>{_INDEX_TD}{index}</td>")
         out.append(
-            f'<td style="white-space: pre-wrap">{escape_text(item["prompt"][:_MAX_STATIC_TEXT])}</td>'
+            f"{_PROMPT_TD}{_SCROLL}{escape_text(item['prompt'][:_MAX_STATIC_TEXT])}</div></td>"
         )
         for position in range(len(columns)):
             cells = sorted(
@@ -178,7 +193,7 @@ def render_static_html(snapshot: Mapping[str, Any]) -> str:
                 _cell_html(cell, decisions.get(str(index)) == cell["key"])
                 for cell in cells
             )
-            out.append(f'<td style="text-align: left">{body}</td>')
+            out.append(f"{_TD}{body}</td>")
         out.append("</tr>")
     out.append("</tbody></table>")
 

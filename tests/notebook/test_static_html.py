@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import pytest
-from _html_checks import C32_PAYLOADS, assert_inert, visible_text
+from _html_checks import C32_PAYLOADS, assert_inert, parse, visible_text
 from _widget_harness import comms
 
 from maquina_nb.notebook._state import ComparisonState
@@ -77,3 +77,25 @@ def test_static_html_cuts_very_long_answers() -> None:
 
     assert len(html) < 5_000
     assert html.count("word") == 600
+
+
+def _style(attrs: list[tuple[str, str | None]]) -> dict[str, str]:
+    style = dict(attrs).get("style") or ""
+    pairs = (part.split(":", 1) for part in style.split(";") if ":" in part)
+    return {name.strip(): value.strip() for name, value in pairs}
+
+
+def test_static_html_styles_every_cell_against_host_css() -> None:
+    # JupyterLab and nbconvert style rendered tables (right-aligned, middle,
+    # borderless); only styles on each cell itself win over those rules.
+    html = render_static_html(_state(2).snapshot())
+
+    cells = [attrs for tag, attrs in parse(html).tags if tag in ("td", "th")]
+    assert len(cells) == 3 * 4  # header + 2 items, 4 columns each
+    for attrs in cells:
+        style = _style(attrs)
+        assert style.get("text-align") == "left", attrs
+        assert style.get("vertical-align") == "top", attrs
+        assert "solid" in style.get("border", ""), attrs
+        assert style.get("padding"), attrs
+    assert_inert(html)
