@@ -13,9 +13,18 @@ Rules, chosen on purpose:
 - The environment is sandboxed (no attribute access to internals, no imports).
 - Undefined variables are errors, reported before anything is sent, naming the
   variable and the columns (or names) that are available.
+- Over rows (``over=``), the variables are the row's columns and nothing else:
+  a notebook variable of the same name never fills in for a missing column.
+  ``row`` is the whole row as a mapping, so a column whose name is not an
+  identifier is ``{{ row["my col"] }}`` (a column named ``row`` wins).
+- Without ``over=``, the variables come from the namespace (the caller's or
+  the notebook's names).
 - Missing values (``None``, ``NaN``, ``NaT``, ``pd.NA``) render as an empty
-  string and are recorded as ``null`` in the item's variables. ``{% if x %}``
-  treats them as false and ``{{ x is none }}`` as true.
+  string and are recorded as ``null`` in the item's variables; one warning per
+  run names the columns that have them. ``{% if x %}`` treats them as false
+  and ``{{ x is none }}`` as true. A float column whose values are all whole
+  numbers apart from its gaps (an int column pandas widened to hold ``NaN``)
+  renders ``1``, not ``1.0``.
 - An item may be one prompt, a conversation (a list of ``{"role", "content"}``
   messages sent as they are), or MT-Bench style turns (``{"turns": [...]}``)
   that the orchestrator asks one after the other, each with the model's own
@@ -70,6 +79,9 @@ class TemplateItem:
     """The DataFrame index label of the row, when rendered over a DataFrame."""
     meta: dict[str, Any] = field(default_factory=dict)
     """Other fields of an MT-Bench item (``question_id``, ``category`` …)."""
+    extra: tuple[str, ...] = ()
+    """The ``extra_sources`` of :func:`build_items` (the system prompt),
+    rendered with this item's variables, in order."""
 
     @property
     def prompt(self) -> str:
@@ -306,15 +318,33 @@ def _render_unit(
     return rendered, False, {}
 
 
-def _missing_report(missing: Sequence[str], available: Sequence[str], what: str) -> str:
+def _shown(names: Sequence[str]) -> str:
+    shown = ", ".join(repr(a) for a in list(names)[:20]) or "none"
+    return shown + (" …" if len(names) > 20 else "")
+
+
+def _missing_report(missing: Sequence[str], available: Sequence[str]) -> str:
     names = ", ".join(repr(n) for n in missing)
-    shown = ", ".join(repr(a) for a in list(available)[:20]) or "none"
-    more = " …" if len(available) > 20 else ""
     return (
         f"The prompt template uses undefined variable(s) {names}; the available "
-        f"{what} are {shown}{more}. Add the column, define the variable, or write "
+        f"names are {_shown(available)}. Define the variable, or write literal "
+        "braces as {{ '{{' }}."
+    )
+
+
+def _missing_column_report(missing: Sequence[str], columns: Sequence[str]) -> str:
+    names = ", ".join(repr(n) for n in missing)
+    return (
+        f"The prompt template uses undefined variable(s) {names}; the available "
+        f"columns are {_shown(columns)} (with over= only the row's columns are "
+        f"variables). Add the column (df.assign({missing[0]}=...) for a value every row shares), write a "
+        "column whose name is not an identifier as {{ row['my col'] }}, or write "
         "literal braces as {{ '{{' }}."
     )
+
+
+#: The name under which a template sees the whole row (``{{ row["my col"] }}``).
+ROW_NAME = "row"
 
 
 def build_items(
@@ -333,17 +363,20 @@ def build_items(
         over: a DataFrame (or an iterable of mappings): one item per row, the
             columns as variables. Only a single prompt unit may be rendered
             over rows.
-        namespace: names to fall back on for variables that are not columns
-            (the caller's namespace in a notebook).
+        namespace: the names a template may use when there is no ``over``
+            (the caller's namespace in a notebook). Ignored with ``over``:
+            rows are rendered from their own columns only.
         extra_sources: other templates rendered with the same context (the
-            system prompt), checked for undefined variables up front too.
+            system prompt), checked for undefined variables up front too;
+            rendered into each item's ``extra``.
 
     Returns:
         The items in order, with the variables each one used.
 
     Raises:
         TemplateError: a template does not parse, or uses a variable that is
-            neither a column nor in ``namespace`` (reported before rendering).
+            not a column (with ``over``) or not in ``namespace`` (without),
+            reported before rendering.
     """
     units = _normalize_units(prompt)
     namespace = namespace or {}
@@ -359,15 +392,18 @@ def build_items(
         if missing:
             available = sorted(k for k in namespace if not k.startswith("_"))
             raise TemplateError(
-                _missing_report(missing, available, "names"), variable=missing[0]
+                _missing_report(missing, available), variable=missing[0]
             )
         context = {name: namespace[name] for name in wanted}
         variables = {k: to_json_value(v) for k, v in context.items()} or None
+        extra = tuple(render(source, context) for source in extra_sources)
         items = []
         for index, unit in enumerate(units):
             messages, sequential, meta = _render_unit(unit, context)
             items.append(
-                TemplateItem(index, messages, variables, sequential, meta=meta)
+                TemplateItem(
+                    index, messages, variables, sequential, meta=meta, extra=extra
+                )
             )
         return items
 
@@ -378,29 +414,80 @@ def build_items(
         )
     unit = units[0]
     labels, columns, rows = _rows_of(over)
-    missing = sorted(v for v in wanted if v not in columns and v not in namespace)
+    whole_row = ROW_NAME in wanted and ROW_NAME not in columns
+    missing = sorted(
+        v for v in wanted if v not in columns and not (whole_row and v == ROW_NAME)
+    )
     if missing:
         raise TemplateError(
-            _missing_report(missing, [str(c) for c in columns], "columns"),
+            _missing_column_report(missing, [str(c) for c in columns]),
             variable=missing[0],
         )
 
-    from_namespace = {v: namespace[v] for v in wanted if v not in columns}
-    used_columns = [c for c in columns if c in wanted]
+    # With row["…"] any column may be read: record them all.
+    used_columns = list(columns) if whole_row else [c for c in columns if c in wanted]
+    _warn_missing(rows, used_columns)
     items = []
     for index, (label, row) in enumerate(zip(labels, rows, strict=True)):
-        context = dict(from_namespace)
-        context.update({c: row[c] for c in used_columns})
+        context: dict[str, Any] = {c: row[c] for c in used_columns}
         variables = {k: to_json_value(v) for k, v in context.items()} or None
+        if whole_row:
+            context[ROW_NAME] = _Row(
+                {c: (None if _is_missing(v) else v) for c, v in row.items()}
+            )
         messages, sequential, meta = _render_unit(unit, context)
+        extra = tuple(render(source, context) for source in extra_sources)
         items.append(
             TemplateItem(
-                index, messages, variables, sequential, to_json_value(label), meta
+                index,
+                messages,
+                variables,
+                sequential,
+                to_json_value(label),
+                meta,
+                extra,
             )
         )
     if not items:
         raise TemplateError("over= has no rows; there is nothing to ask.")
     return items
+
+
+class _Row(dict):  # type: ignore[type-arg]
+    """The whole row for ``{{ row["my col"] }}``; renders as its mapping."""
+
+
+def _warn_missing(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> None:
+    """Log one warning naming the used columns that have missing values."""
+    counts = {
+        column: sum(1 for row in rows if _is_missing(row[column])) for column in columns
+    }
+    gaps = [f"{c!r} ({n} of {len(rows)} rows)" for c, n in counts.items() if n]
+    if gaps:
+        logger.warning(
+            "over= has missing values in column(s) %s; they render as empty text "
+            "and are stored as null. Fill them (df.fillna) or drop those rows if "
+            "that is not intended.",
+            ", ".join(gaps),
+        )
+
+
+def _whole_number_columns(over: Any) -> list[str]:
+    """Float columns whose values are whole numbers apart from gaps (widened ints)."""
+    names = []
+    for name in over.columns:
+        column = over[name]
+        if getattr(column.dtype, "kind", "") != "f":
+            continue
+        present = column.dropna()
+        if len(present) == len(column):
+            continue  # no gap: a float column chosen as such
+        try:
+            if len(present) and bool((present == present.round()).all()):
+                names.append(name)
+        except (TypeError, ValueError, OverflowError):
+            continue
+    return names
 
 
 def _rows_of(over: Any) -> tuple[list[Any], list[str], list[Mapping[str, Any]]]:
@@ -412,6 +499,12 @@ def _rows_of(over: Any) -> tuple[list[Any], list[str], list[Mapping[str, Any]]]:
                 f"over= has non-string column names {non_string[:5]!r}; rename them "
                 "so templates can refer to them."
             )
+        widened = _whole_number_columns(over)
+        if widened:
+            try:
+                over = over.astype(dict.fromkeys(widened, "Int64"))
+            except (TypeError, ValueError, OverflowError):
+                logger.debug("could not render %r as whole numbers", widened)
         records = over.to_dict(orient="records")
         return list(over.index), list(over.columns), records
     if isinstance(over, (Mapping, str, bytes)):

@@ -59,8 +59,10 @@ def test_undefined_variable_is_reported_up_front_with_columns() -> None:
 
     assert str(caught.value) == (
         "The prompt template uses undefined variable(s) 'context'; the available "
-        "columns are 'question', 'answer'. Add the column, define the variable, or "
-        "write literal braces as {{ '{{' }}."
+        "columns are 'question', 'answer' (with over= only the row's columns are "
+        "variables). Add the column (df.assign(context=...) for a value every row shares), write a column "
+        "whose name is not an identifier as {{ row['my col'] }}, or write literal "
+        "braces as {{ '{{' }}."
     )
     assert caught.value.variable == "context"
 
@@ -107,16 +109,90 @@ def test_variables_are_json_ready() -> None:
     assert type(item.variables["n"]) is int
 
 
-def test_namespace_fills_variables_that_are_not_columns() -> None:
-    df = pd.DataFrame({"q": ["one", "two"]})
+def test_over_never_takes_variables_from_the_namespace() -> None:
+    # A notebook global of the same name must not leak into every row.
+    df = pd.DataFrame({"question": ["a", "b"]})
 
-    items = build_items("{{ q }} in {{ lang }}", over=df, namespace={"lang": "French"})
+    with pytest.raises(TemplateError) as caught:
+        build_items("Answer: {{ text }}", over=df, namespace={"text": "GLOBAL LEAK"})
+
+    assert caught.value.variable == "text"
+    assert "'text'" in str(caught.value)
+    assert "'question'" in str(caught.value)
+
+
+def test_over_system_prompt_uses_the_row_only() -> None:
+    df = pd.DataFrame({"q": ["one"], "lang": ["French"]})
+
+    (item,) = build_items(
+        "{{ q }}",
+        over=df,
+        namespace={"lang": "GLOBAL", "tone": "GLOBAL"},
+        extra_sources=["Reply in {{ lang }}"],
+    )
+    assert item.extra == ("Reply in French",)
+
+    with pytest.raises(TemplateError, match=re.escape("variable(s) 'tone'")):
+        build_items(
+            "{{ q }}", over=df, namespace={"tone": "x"}, extra_sources=["{{ tone }}"]
+        )
+
+
+def test_row_reaches_columns_whose_names_are_not_identifiers() -> None:
+    df = pd.DataFrame({"my col": ["spaced"], "2nd": ["digit"], "q": ["plain"]})
+
+    (item,) = build_items('{{ row["my col"] }} {{ row["2nd"] }} {{ row.q }}', over=df)
+
+    assert item.messages[0]["content"] == "spaced digit plain"
+    assert item.variables == {"my col": "spaced", "2nd": "digit", "q": "plain"}
+
+
+def test_a_column_named_row_wins_over_the_row_mapping() -> None:
+    df = pd.DataFrame({"row": ["mine"]})
+
+    (item,) = build_items("{{ row }}", over=df)
+
+    assert item.messages[0]["content"] == "mine"
+
+
+def test_missing_values_are_warned_about_once_per_run(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    df = pd.DataFrame(
+        {"a": ["x", None, None], "b": [1.5, np.nan, 3.0], "unused": [None] * 3}
+    )
+
+    with caplog.at_level("WARNING", logger="maquina_nb.templating"):
+        build_items("{{ a }} {{ b }}", over=df)
+
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1
+    message = warnings[0].getMessage()
+    assert "'a' (2 of 3 rows)" in message
+    assert "'b' (1 of 3 rows)" in message
+    assert "unused" not in message
+
+
+def test_no_warning_without_missing_values(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="maquina_nb.templating"):
+        build_items("{{ a }}", over=pd.DataFrame({"a": ["x"]}))
+
+    assert [r for r in caplog.records if r.levelname == "WARNING"] == []
+
+
+def test_int_column_with_missing_values_renders_without_point_zero() -> None:
+    # pandas turns an int column with a gap into float64: 1 -> 1.0.
+    df = pd.DataFrame({"n": [1, None, 3], "x": [1.5, None, 2.0], "f": [1.0, 2.0, 3.0]})
+
+    items = build_items("{{ n }}|{{ x }}|{{ f }}", over=df)
 
     assert [i.messages[0]["content"] for i in items] == [
-        "one in French",
-        "two in French",
+        "1|1.5|1.0",
+        "||2.0",
+        "3|2.0|3.0",
     ]
-    assert items[1].variables == {"lang": "French", "q": "two"}
+    assert items[0].variables == {"n": 1, "x": 1.5, "f": 1.0}
+    assert type(items[0].variables["n"]) is int
 
 
 def test_list_of_prompts_gives_one_item_each() -> None:

@@ -71,9 +71,9 @@ def orchestrate(
     """Ask every model every item, concurrently; store and return the answers.
 
     Safe inside a running Jupyter kernel and in a plain script. The prompt is a
-    Jinja2 template (``{{ column }}``) rendered over the rows of ``over`` or,
-    without it, over the caller's variables; single braces such as JSON
-    examples stay text.
+    Jinja2 template (``{{ column }}``) rendered over the rows of ``over`` (the
+    columns are the only variables) or, without it, over the caller's
+    variables; single braces such as JSON examples stay text.
 
     Args:
         prompt: a template string; a list of them (one item each); a
@@ -83,7 +83,8 @@ def orchestrate(
         models: model specs (``"anthropic:claude-sonnet-4-5"``, ``"gpt-4o"``,
             ``"echo"`` …), model objects, or one comma-separated string.
         over: a DataFrame (or list of mappings): one item per row. Missing
-            values render as an empty string and are recorded as null.
+            values render as an empty string, are recorded as null, and are
+            reported in one warning per run.
         system: a system prompt (a template too).
         samples: answers per model per item, each cached on its own.
         temperature: sampling temperature; ``None`` leaves the provider's default.
@@ -110,9 +111,12 @@ def orchestrate(
             thread of the run's own, so it must be thread-safe; a slow one
             delays its own events, never the requests. Outside notebooks a progress bar shows on stderr
             (``MAQUINA_NB_PROGRESS=0`` turns it off).
-        namespace: the variables a template may use besides the columns
-            (default: the caller's locals and globals; ``%%orchestrate`` passes
-            the notebook's namespace).
+        namespace: the variables a template may use when there is no
+            ``over`` (default: the caller's locals and globals;
+            ``%%orchestrate`` passes the notebook's namespace). With ``over``
+            only the row's columns are variables, so a notebook variable can
+            never fill in for a missing column; a column whose name is not an
+            identifier is ``{{ row["my col"] }}``.
 
     Returns:
         The finished :class:`Run`; ``run.to_pandas()`` gives one row per response.

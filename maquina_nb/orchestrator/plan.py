@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from maquina_nb._redact import get_logger
 from maquina_nb.errors import ConfigurationError
 from maquina_nb.orchestrator.cache import KeyBuilder
-from maquina_nb.templating import TemplateItem, build_items, render, to_json_value
+from maquina_nb.templating import TemplateItem, build_items, to_json_value
 
 if TYPE_CHECKING:
     from maquina_nb.providers.base import BaseAIModel, ModelRequest
@@ -181,7 +181,8 @@ def make_plan(
             (see :func:`maquina_nb.templating.build_items`).
         models: model specs or model objects.
         over: a DataFrame (or list of mappings) to render the template over.
-        namespace: names the template may use besides the columns.
+        namespace: the names a template may use when there is no ``over``
+            (with ``over`` only the row's columns are variables).
         system: the system prompt, itself a template rendered per item.
         samples: how many answers to ask of each model per item.
         parameters: ``temperature``, ``max_tokens``, ``top_p``, ``stop``,
@@ -208,11 +209,8 @@ def make_plan(
     identities = {label: model.identity for label, model in resolved.items()}
     keys = KeyBuilder()
     for item in items:
-        item_system = None
-        if system is not None:
-            item_system = render(
-                system, {**(namespace or {}), **(item.variables or {})}
-            )
+        # The system prompt was rendered with the item (the row's columns only).
+        item_system = item.extra[0] if system else system
         request, later = _build_request(item, item_system, parameters)
         for sample_index in range(samples):
             for label, model in resolved.items():
