@@ -276,6 +276,20 @@ def _cmd_db(shell: Any, words: Sequence[str]) -> Any:
     return _Note(f"The database {shown} is at the latest schema ({after}).")
 
 
+def _cmd_stop(shell: Any, words: Sequence[str]) -> Any:
+    _parser("stop").parse_args(words)
+
+    from maquina_nb.notebook._runner import cancel_background
+
+    count = cancel_background()
+    if not count:
+        return _Note("No background run is running.")
+    return _Note(
+        f"Stopped {count} background run(s); finished answers are kept "
+        "(see %maquina history)."
+    )
+
+
 SUBCOMMANDS: dict[str, Callable[[Any, Sequence[str]], Any]] = {
     "models": _cmd_models,
     "check": _cmd_check,
@@ -284,6 +298,7 @@ SUBCOMMANDS: dict[str, Callable[[Any, Sequence[str]], Any]] = {
     "feedback": _cmd_feedback,
     "config": _cmd_config,
     "db": _cmd_db,
+    "stop": _cmd_stop,
 }
 
 

@@ -22,7 +22,14 @@ from maquina_nb.notebook._args import OrchestrateOptions, expand_model_refs
 if TYPE_CHECKING:
     import concurrent.futures
 
-__all__ = ["TURN_MARKER", "last_widget", "run_cell", "split_turns", "wait_background"]
+__all__ = [
+    "TURN_MARKER",
+    "cancel_background",
+    "last_widget",
+    "run_cell",
+    "split_turns",
+    "wait_background",
+]
 
 logger = get_logger(__name__)
 
@@ -292,7 +299,8 @@ def _start_background(
             if finished in _background:
                 _background.remove(finished)
         if finished.cancelled():
-            logger.info("background run cancelled")
+            logger.info("background run %s cancelled", widget.run_id)
+            _refresh(handle, widget)
             return
         error = finished.exception()
         if error is not None:
@@ -321,3 +329,21 @@ def wait_background(timeout: float | None = None) -> None:
         pending = list(_background)
     if pending:
         concurrent.futures.wait(pending, timeout=timeout)
+
+
+def cancel_background(timeout: float = 10.0) -> int:
+    """Cancel every running ``--background`` run; return how many were running.
+
+    What finished is kept and the unfinished responses are stored as
+    ``cancelled``, as with an interrupt; the ``-o`` variable is not filled (the
+    rows are in the database: ``%maquina show RUN``).
+    """
+    import concurrent.futures
+
+    with _state_lock:
+        pending = [future for future in _background if not future.done()]
+    for future in pending:
+        future.cancel()
+    if pending:
+        concurrent.futures.wait(pending, timeout=timeout)
+    return len(pending)

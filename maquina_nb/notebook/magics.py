@@ -211,6 +211,7 @@ class MaquinaMagics(Magics):
             %maquina feedback RUN           the run's feedback as a DataFrame
             %maquina config                 the settings in effect (never key values)
             %maquina db upgrade [--db URL]  migrate the database to the latest schema
+            %maquina stop                   cancel the runs started with --background
 
         Unlike ``%%orchestrate``, this line is expanded by IPython as usual, so
         ``%maquina show $run_id`` works.

@@ -423,3 +423,40 @@ def test_maquina_history_pages_with_a_cursor(
 
     with pytest.raises(UsageError, match="not a date"):
         ip.run_line_magic("maquina", "history --since yesterday-ish")
+
+
+def test_maquina_stop_cancels_a_background_run(
+    ip: InteractiveShell, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from maquina_nb.db import Repository
+    from maquina_nb.testing import FakeLLMServer, Reply
+
+    assert "No background run" in repr(ip.run_line_magic("maquina", "stop"))
+    with FakeLLMServer() as fake:
+        fake.responder = lambda request: Reply(
+            chunks=[f"s{i} " for i in range(200)], chunk_delay=0.05
+        )
+        monkeypatch.setenv("OPENAI_BASE_URL", fake.openai_base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-fake-stop-key")
+        ip.run_cell_magic(
+            "orchestrate",
+            "-m openai:gpt-4o --background --name stopped -o never",
+            "Hi",
+        )
+        deadline = time.monotonic() + 20
+        while not fake.requests_for() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        note = ip.run_line_magic("maquina", "stop")
+
+    assert "Stopped 1 background run" in repr(note)
+    repository = Repository.from_url()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        runs = repository.list_runs(name="stopped").runs
+        if runs and runs[0].status == "cancelled":
+            break
+        time.sleep(0.1)
+    assert [run.status for run in repository.list_runs(name="stopped").runs] == [
+        "cancelled"
+    ]
+    assert "never" not in ip.user_ns
