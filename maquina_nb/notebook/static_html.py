@@ -11,6 +11,7 @@ no model text can run script here either (C32).
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -27,6 +28,9 @@ __all__ = [
 MAX_STATIC_ITEMS = 50
 """Items shown in the static table; the rest are counted in a closing line."""
 
+# A sentence ends at . ! or ? before a space and a capital letter (so "e.g. x",
+# "v1.2" or "api.openai.com" do not end one).
+_SENTENCE_END = re.compile(r"[.!?](?=\s+[A-Z])")
 _MAX_STATIC_HTML = 8_000
 _MAX_STATIC_TEXT = 3_000
 
@@ -112,6 +116,8 @@ def _answer_html(cell: Mapping[str, Any]) -> str:
     else:
         text = str(cell.get("text") or "")
     if not text:
+        if cell.get("status") == "failed" and cell.get("error_message"):
+            return ""  # the message above says why; "(Failed.)" would repeat it
         placeholder = PLACEHOLDERS.get(str(cell.get("status")), "")
         return f"<em>{escape_text(placeholder)}</em>" if placeholder else ""
     more = len(text) > _MAX_STATIC_TEXT or cell.get("capped")
@@ -226,13 +232,30 @@ def render_static_text(snapshot: Mapping[str, Any], *, max_items: int = 10) -> s
 
                     answer = html.unescape(nh3.clean(str(cell["html"]), tags=set()))
                 label = cell.get("model") or column
-                lines.append(
-                    f"    {label}: [{status_label(cell)}] {_one_line(answer, 60)}"
-                )
+                lines.append(f"    {label}: {_text_of_cell(cell, answer)}")
     hidden = len(snapshot["items"]) - max_items
     if hidden > 0:
         lines.append(f"… and {hidden} more items")
     return "\n".join(lines)
+
+
+def _text_of_cell(cell: Mapping[str, Any], answer: str) -> str:
+    """Return one cell as ``[status] answer``; a failure leads with why it failed."""
+    if cell.get("status") != "failed":
+        return f"[{status_label(cell)}] {_one_line(answer, 60)}".rstrip()
+    kind = cell.get("error_kind") or "error"
+    reason = _one_line(first_sentence(str(cell.get("error_message") or "")), 120)
+    line = f"[failed: {kind}] {reason}".rstrip()
+    if answer:
+        line += f" — {_one_line(answer, 60)}"
+    return line
+
+
+def first_sentence(text: str) -> str:
+    """Return the first sentence of an error message (all of it if it has one)."""
+    flat = " ".join(text.split())
+    match = _SENTENCE_END.search(flat)
+    return flat[: match.end()] if match else flat
 
 
 def _one_line(text: str, limit: int) -> str:

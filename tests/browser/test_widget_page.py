@@ -343,6 +343,10 @@ def test_page_streams_text_and_round_trips_clicks(
     assert (
         tab.locator('[data-key="0-1-0"] .mq-badge').inner_text() == "failed (timeout)"
     )
+    # The reason shows once, without a "(Failed.)" placeholder repeating it.
+    failed_text = tab.locator('[data-key="0-1-0"]').inner_text()
+    assert failed_text.count("no answer in 30 s") == 1
+    assert "(Failed.)" not in failed_text
     widget.close()
 
 

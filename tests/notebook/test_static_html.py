@@ -99,3 +99,45 @@ def test_static_html_styles_every_cell_against_host_css() -> None:
         assert "solid" in style.get("border", ""), attrs
         assert style.get("padding"), attrs
     assert_inert(html)
+
+
+def test_static_text_gives_the_failure_kind_and_first_sentence() -> None:
+    state = ComparisonState("r", ["gpt-4o"], ["p"], name="fails")
+    state.apply(
+        ResponseFailed(
+            "r",
+            0,
+            "gpt-4o",
+            0,
+            "x",
+            "failed",
+            "maquina_error",
+            "The provider refused key sk-abcdefghijklmnopqrstu. Retry later, or so.",
+        )
+    )
+
+    text = render_static_text(state.snapshot())
+    html = render_static_html(state.snapshot())
+
+    line = text.splitlines()[-1]
+    assert line.startswith(
+        "    gpt-4o: [failed: maquina_error] The provider refused key"
+    )
+    assert line.endswith("."), line
+    assert "Retry later" not in line
+    assert "abcdefghijklmnopqrstu" not in text + html
+    shown = visible_text(html)
+    assert shown.count("The provider refused key") == 1
+    assert "(Failed.)" not in shown
+    assert "failed (maquina_error)" in shown
+
+
+def test_static_text_of_a_failure_with_partial_text_keeps_both() -> None:
+    state = ComparisonState("r", ["m"], ["p"])
+    state.apply(
+        ResponseFailed("r", 0, "m", 0, "x", "failed", "timeout", "No reply.", "Half")
+    )
+
+    line = render_static_text(state.snapshot()).splitlines()[-1]
+
+    assert line == "    m: [failed: timeout] No reply. — Half"

@@ -551,8 +551,11 @@ class ComparisonView {
       const text = cell.text || "";
       view.answer.classList.toggle("mq-plain", Boolean(text));
       view.answer.classList.toggle("mq-placeholder", !text);
-      view.answer.textContent = text || PLACEHOLDERS[cell.status] || "";
+      // A failure's own message (above) says why; "(Failed.)" would repeat it.
+      const explained = cell.status === "failed" && cell.error_message;
+      view.answer.textContent = text || (explained ? "" : PLACEHOLDERS[cell.status] || "");
     }
+    view.answer.hidden = !cell.html && !view.answer.textContent;
 
     const full = this.fullTexts.get(view.key);
     view.capped.replaceChildren();
