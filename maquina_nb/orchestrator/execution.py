@@ -26,6 +26,7 @@ from maquina_nb.orchestrator.plan import Plan, PlannedRequest
 from maquina_nb.orchestrator.rows import (
     cached_row,
     completion_row,
+    error_message,
     error_row,
     unsent_row,
 )
@@ -211,7 +212,7 @@ class Execution:
                     "%s failed on item %d (%s); the run goes on",
                     planned.model_spec,
                     planned.item_index,
-                    type(exc).__name__,
+                    error_message(exc),
                 )
             return error_row(
                 self.run_id, planned, exc, "".join(partial), started=started
@@ -285,9 +286,12 @@ class Execution:
                 if isinstance(part, TextDelta):
                     if first_at is None:
                         first_at = time.perf_counter()
+                    if part.reset:
+                        # The provider retried the stream from the start.
+                        partial.clear()
                     partial.append(part.text)
                     if live:
-                        self.bus.delta(planned.address, part.text)
+                        self.bus.delta(planned.address, part.text, reset=part.reset)
                 elif isinstance(part, Completion):
                     final = part
         if final is None:

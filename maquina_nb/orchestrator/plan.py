@@ -22,7 +22,13 @@ from maquina_nb.templating import TemplateItem, build_items, to_json_value
 if TYPE_CHECKING:
     from maquina_nb.providers.base import BaseAIModel, ModelRequest
 
-__all__ = ["Plan", "PlannedRequest", "make_plan", "resolve_models"]
+__all__ = [
+    "Plan",
+    "PlannedRequest",
+    "check_models_usable",
+    "make_plan",
+    "resolve_models",
+]
 
 logger = get_logger(__name__)
 
@@ -133,6 +139,46 @@ def resolve_models(
     return resolved
 
 
+def check_models_usable(resolved: Mapping[str, BaseAIModel]) -> None:
+    """Refuse models that cannot answer at all, before a run exists.
+
+    Looks only at local settings (no network): an API key that is not set, or
+    an ``openai-compatible`` model with no base URL.
+
+    Raises:
+        MissingKeyError: some models need a key that is not set; the message
+            has one sentence per model naming its environment variable, and
+            ``missing`` lists the ``(model, env_var)`` pairs.
+        ConfigurationError: a model that needs a base URL has none.
+    """
+    from maquina_nb.errors import MissingKeyError
+
+    missing: list[MissingKeyError] = []
+    for label, model in resolved.items():
+        if (
+            hasattr(model, "default_base_url")
+            and getattr(model, "base_url", "") is None
+        ):
+            raise ConfigurationError(
+                f"The model {label!r} needs a base URL; pass base_url= (for "
+                "example 'http://127.0.0.1:8000/v1') or set base_url in its "
+                "[models] settings."
+            )
+        key_info = getattr(model, "key_info", None)
+        if not callable(key_info):
+            continue
+        info = key_info()
+        if getattr(info, "status", None) == "missing":
+            missing.append(MissingKeyError(label, info.source or "api_key"))
+    if not missing:
+        return
+    first = missing[0]
+    if len(missing) > 1:
+        first.args = (" ".join(str(error) for error in missing),)
+    first.missing = [(e.model, e.env_var) for e in missing]  # type: ignore[attr-defined]
+    raise first
+
+
 def _template_text(prompt: Any) -> str:
     """Return the prompt as stored on the run: the template, or JSON of the items."""
     if isinstance(prompt, str):
@@ -203,6 +249,7 @@ def make_plan(
         prompt, over=over, namespace=namespace, extra_sources=[system] if system else []
     )
     resolved = resolve_models(models)
+    check_models_usable(resolved)
 
     # One request per (item, sample, model); the system prompt is rendered per item.
     planned: list[PlannedRequest] = []

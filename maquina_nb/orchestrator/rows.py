@@ -17,7 +17,9 @@ cancelled       cancelled
 ==============  ==================
 
 A raised error gives ``failed`` with ``error_kind`` from the exception
-(``ProviderError.kind``: auth, rate_limit, timeout, connection, response …) and a
+(``ProviderError.kind``: auth, rate_limit, timeout, connection, response …;
+``missing_key``, ``template`` or ``configuration`` for a ``ConfigurationError``;
+``maquina_error`` only for other maquina errors) and a
 redacted one-sentence message. A reused answer gives ``cached``, costs 0 and
 names the response it came from in ``cached_from_id``.
 """
@@ -28,7 +30,14 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from maquina_nb._redact import redact
-from maquina_nb.errors import MaquinaError, ProviderError, ReplayMissError
+from maquina_nb.errors import (
+    ConfigurationError,
+    MaquinaError,
+    MissingKeyError,
+    ProviderError,
+    ReplayMissError,
+    TemplateError,
+)
 
 if TYPE_CHECKING:
     from maquina_nb.orchestrator.plan import PlannedRequest
@@ -134,6 +143,15 @@ def error_kind(exc: BaseException) -> str:
     """Return the short machine-readable kind of ``exc``."""
     if isinstance(exc, ProviderError):
         return exc.kind
+    kind = getattr(exc, "kind", None)
+    if isinstance(kind, str) and kind:
+        return kind
+    if isinstance(exc, MissingKeyError):
+        return "missing_key"
+    if isinstance(exc, TemplateError):
+        return "template"
+    if isinstance(exc, ConfigurationError):
+        return "configuration"
     if isinstance(exc, ReplayMissError):
         return "replay_miss"
     if isinstance(exc, TimeoutError):

@@ -460,3 +460,35 @@ def test_maquina_stop_cancels_a_background_run(
         "cancelled"
     ]
     assert "never" not in ip.user_ns
+
+
+def test_missing_keys_are_one_usage_error_line_and_store_no_run(
+    ip: InteractiveShell, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+
+    with pytest.raises(UsageError) as caught:
+        ip.run_cell_magic("orchestrate", "-m gpt-4o claude", "Say hi")
+
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "The 'gpt-4o' model needs OPENAI_API_KEY" in message
+    assert "The 'claude' model needs ANTHROPIC_API_KEY" in message
+    from maquina_nb.db import Repository
+
+    assert Repository.from_url().list_runs().runs == []
+
+
+def test_over_never_renders_a_notebook_variable(ip: InteractiveShell) -> None:
+    ip.run_cell(
+        "import pandas as pd\ntext = 'GLOBAL LEAK'\n"
+        "df = pd.DataFrame({'question': ['a', 'b']})"
+    )
+
+    with pytest.raises(UsageError) as caught:
+        ip.run_cell_magic("orchestrate", "-m echo --over df", "Answer: {{ text }}")
+
+    assert "'text'" in str(caught.value)
+    assert "'question'" in str(caught.value)
+    assert DEFAULT_OUT not in ip.user_ns
