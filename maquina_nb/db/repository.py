@@ -11,8 +11,6 @@ decisions before returning, so they can be read after the call.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import datetime as dt
 import functools
@@ -45,6 +43,12 @@ from sqlalchemy.orm import selectinload, sessionmaker
 from maquina_nb._redact import get_logger
 from maquina_nb.db import export
 from maquina_nb.db._bulk import RESPONSE_COLUMNS, insert_sqlite, prepare_responses
+from maquina_nb.db._paging import (
+    decode_cursor,
+    detached_runs,
+    encode_cursor,
+    runs_select,
+)
 from maquina_nb.db.models import (
     Decision,
     HumanFeedback,
@@ -93,26 +97,6 @@ def _versions() -> tuple[str, dict[str, str | None]]:
         except importlib_metadata.PackageNotFoundError:
             sdks[name] = None
     return __version__, sdks
-
-
-def _encode_cursor(created_at: dt.datetime, run_id: str) -> str:
-    raw = f"{created_at.astimezone(dt.timezone.utc).isoformat()}|{run_id}"
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[dt.datetime, str]:
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        stamp, run_id = base64.urlsafe_b64decode(padded).decode().split("|")
-        return dt.datetime.fromisoformat(stamp), run_id
-    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
-        raise InvalidFieldError(
-            "list_runs",
-            "cursor",
-            cursor,
-            "a next_cursor that list_runs returned",
-            advice="pass the next_cursor of the previous page, or None to start over",
-        ) from exc
 
 
 def _json_list_contains(engine: Engine, column: Any, value: str) -> ColumnElement[bool]:
@@ -280,24 +264,24 @@ class Repository:
         if not 1 <= limit <= 1000:
             raise InvalidFieldError("list_runs", "limit", limit, "from 1 to 1000")
         table = OrchestrationContext.__table__
-        stmt = select(OrchestrationContext).order_by(
-            table.c.created_at.desc(), table.c.id.desc()
-        )
+        # Plain rows made into detached runs (see db/_paging.py): the ORM's
+        # change tracking of five JSON columns per run cost more than the query.
+        stmt = runs_select().order_by(table.c.created_at.desc(), table.c.id.desc())
         for condition in self._run_filters(name, tag, model, since, until):
             stmt = stmt.where(condition)
         if cursor is not None:
-            stamp, last_id = _decode_cursor(cursor)
+            stamp, last_id = decode_cursor(cursor)
             stmt = stmt.where(
                 tuple_(table.c.created_at, table.c.id)
                 < tuple_(literal(stamp, table.c.created_at.type), literal(last_id))
             )
 
-        with self._read_session() as session:
-            runs = list(session.scalars(stmt.limit(limit + 1)))
+        with self.engine.connect() as connection:
+            runs = detached_runs(connection.execute(stmt.limit(limit + 1)))
         next_cursor = None
         if len(runs) > limit:
             runs = runs[:limit]
-            next_cursor = _encode_cursor(runs[-1].created_at, runs[-1].id)
+            next_cursor = encode_cursor(runs[-1].created_at, runs[-1].id)
         return RunPage(runs=runs, next_cursor=next_cursor)
 
     def _run_filters(

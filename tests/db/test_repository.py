@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Session
 
 from maquina_nb import __version__
@@ -208,6 +209,27 @@ def test_list_runs_pages_newest_first_without_gaps(repo: Repository) -> None:
         repo.list_runs(cursor="bm90LWEtY3Vyc29y")
     with pytest.raises(InvalidFieldError, match=r"list_runs\.limit"):
         repo.list_runs(limit=0)
+
+
+def test_list_runs_gives_detached_runs_like_get_run(repo: Repository) -> None:
+    run_id = _add_run(repo, notebook_path="/n.ipynb", metadata={"k": [1, 2]})
+    repo.update_run(run_id, status="complete", total_cost_usd=0.25)
+
+    (listed,) = repo.list_runs().runs
+    stored = repo.get_run(run_id)
+    state = sa_inspect(listed)
+    assert state.detached
+    columns = [attr.key for attr in OrchestrationContext.__mapper__.column_attrs]
+    assert not state.unloaded & set(columns)
+    for key in columns:
+        assert getattr(listed, key) == getattr(stored, key), key
+    assert listed.metadata_ == {"k": [1, 2]}
+    assert listed.created_at.tzinfo is not None
+    assert "status='complete'" in repr(listed)
+
+    # A listed run can be changed through the repository as before.
+    repo.update_run(listed.id, tags=[*listed.tags, "more"])
+    assert repo.get_run(run_id).tags == ["t1", "more"]
 
 
 @pytest.mark.parametrize(
