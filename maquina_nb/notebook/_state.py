@@ -216,13 +216,18 @@ class ComparisonState:
 
     def _on_delta(self, event: TextDelta) -> None:
         slot = self._slot_of(event.item_index, event.model, event.sample_index)
-        if slot is None or not event.text:
+        if slot is None or not (event.text or event.reset):
             return
         cell = self.cells[slot.key]
         if cell["status"] in ENDED:
             return
         if cell["status"] != "streaming":
             self._set_status(slot, "streaming")
+        if event.reset:
+            # The provider retried the stream from the start: replace the text.
+            self._set_text(slot, event.text)
+            self._dirty.add(slot.key)
+            return
 
         slot.chunks.append(event.text)
         slot.length += len(event.text)

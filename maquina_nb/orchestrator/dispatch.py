@@ -60,6 +60,8 @@ class EventBus:
         self.dropped = 0
         self._queue: deque[ev.Event] = deque()
         self._pending: dict[Address, list[str]] = {}
+        # Responses whose buffered text starts over (a stream retried part-way).
+        self._restarted: set[Address] = set()
         self._ready = threading.Condition()
         self._closing = False
         self._abandoned = False
@@ -81,11 +83,20 @@ class EventBus:
             )
             self._thread.start()
 
-    def delta(self, address: Address, text: str) -> None:
-        """Buffer streamed ``text`` of the response at ``address``."""
-        if not self.active or not text:
+    def delta(self, address: Address, text: str, *, reset: bool = False) -> None:
+        """Buffer streamed ``text`` of the response at ``address``.
+
+        With ``reset`` the text streamed so far is void (the provider retried the
+        stream from the start): the next delta event carries ``reset=True``.
+        """
+        if not self.active or not (text or reset):
             return
         with self._ready:
+            if reset:
+                self._pending[address] = [text]
+                self._restarted.add(address)
+                self._ready.notify()
+                return
             buffered = self._pending.get(address)
             if buffered is None:
                 self._pending[address] = [text]
@@ -115,6 +126,7 @@ class EventBus:
             model=address[1],
             sample_index=address[2],
             text="".join(parts),
+            reset=_take_flag(self._restarted, address),
         )
 
     def _shed(self) -> None:
@@ -257,3 +269,10 @@ class ProgressBar:
     def close(self) -> None:
         """Draw the final state and release the bar."""
         self._bar.close()
+
+
+def _take_flag(flags: set[Address], address: Address) -> bool:
+    if address in flags:
+        flags.discard(address)
+        return True
+    return False

@@ -81,12 +81,15 @@ class TextDelta(Event):
     """New text for one response.
 
     Deltas may be coalesced; concatenated in order they give the full text.
+    With ``reset`` the response's text so far is void (its stream was retried
+    from the start) and ``text`` replaces it.
     """
 
     item_index: int
     model: str
     sample_index: int
     text: str
+    reset: bool = False
 
 
 @dataclass(frozen=True, slots=True)
