@@ -67,12 +67,7 @@ def _run_migration(args: argparse.Namespace, direction: str) -> int:
             before, after = migrate.downgrade(engine, args.revision)
     finally:
         engine.dispose()
-    if before == after:
-        _say(f"{_shown(url)} is already at {after or 'base'}.")
-    else:
-        _say(
-            f"{direction.capitalize()}d {_shown(url)} from {before or 'base'} to {after or 'base'}."
-        )
+    _say(migrate.describe_migration(url, before, after, direction=direction))
     return 0
 
 

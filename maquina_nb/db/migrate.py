@@ -43,6 +43,7 @@ from maquina_nb.errors import SchemaTooNewError, StoreError
 __all__ = [
     "MIGRATION_LOCK_TIMEOUT_S",
     "current_revision",
+    "describe_migration",
     "downgrade",
     "ensure_schema",
     "head_revision",
@@ -115,6 +116,31 @@ def head_revision() -> str:
 def current_revision(connection: Connection) -> str | None:
     """Return the database's revision (``None`` for an empty database)."""
     return MigrationContext.configure(connection).get_current_revision()
+
+
+def describe_migration(
+    url: str,
+    before: str | None,
+    after: str | None,
+    *,
+    direction: str = "upgrade",
+) -> str:
+    """Say in one sentence what a migration of ``url`` did (password hidden).
+
+    Args:
+        url: The database URL (shown with its password masked).
+        before: The revision before (``None`` for an empty database).
+        after: The revision after.
+        direction: ``"upgrade"`` or ``"downgrade"``.
+    """
+    from sqlalchemy.engine import make_url
+
+    shown = make_url(url).render_as_string(hide_password=True)
+    latest = " (the latest schema)" if after == head_revision() else ""
+    if before == after:
+        return f"{shown} is already at {after or 'base (no schema)'}{latest}."
+    verb = "Upgraded" if direction == "upgrade" else "Downgraded"
+    return f"{verb} {shown} from {before or 'base'} to {after or 'base'}{latest}."
 
 
 def _is_known(revision: str) -> bool:

@@ -263,17 +263,24 @@ def _cmd_db(shell: Any, words: Sequence[str]) -> Any:
     _db_option(parser)
     args = parser.parse_args(words)
 
-    from maquina_nb.db import create_db_engine
-    from maquina_nb.db.migrate import upgrade
+    from maquina_nb.config import default_db_url
+    from maquina_nb.db import make_engine
+    from maquina_nb.db.migrate import describe_migration, upgrade
 
-    shown = redact(args.db or "the default database")
+    # make_engine, not create_db_engine: that one upgrades on open, and the
+    # sentence below would never see the revision the database started at.
+    url = str(args.db or default_db_url())
     try:
-        _, after = upgrade(create_db_engine(args.db))
+        engine = make_engine(url)
+        try:
+            before, after = upgrade(engine)
+        finally:
+            engine.dispose()
     except Exception as exc:
         raise UsageError(
-            f"Could not upgrade {shown!r}: {redact(str(exc)).splitlines()[0]}"
+            f"Could not upgrade {redact(url)!r}: {redact(str(exc)).splitlines()[0]}"
         ) from None
-    return _Note(f"The database {shown} is at the latest schema ({after}).")
+    return _Note(redact(describe_migration(url, before, after)))
 
 
 def _cmd_stop(shell: Any, words: Sequence[str]) -> Any:

@@ -37,11 +37,11 @@ def test_db_upgrade_current_downgrade_history(
         "",
     )
     assert _run(capsys, "db", "upgrade", "--url", url) == (
-        0, f"Upgraded {url} from 0001 to {head}.\n", "",
+        0, f"Upgraded {url} from 0001 to {head} (the latest schema).\n", "",
     )  # fmt: skip
     assert _run(capsys, "db", "upgrade", "--url", url) == (
         0,
-        f"{url} is already at {head}.\n",
+        f"{url} is already at {head} (the latest schema).\n",
         "",
     )
     assert _run(capsys, "db", "current", "--url", url) == (
@@ -70,7 +70,8 @@ def test_db_default_url_comes_from_environment(
     status, out, _ = _run(capsys, "db", "upgrade")
     assert (status, out) == (
         0,
-        f"Upgraded sqlite:///{tmp_path / 'maquina.db'} from base to {head_revision()}.\n",
+        f"Upgraded sqlite:///{tmp_path / 'maquina.db'} from base to {head_revision()} "
+        "(the latest schema).\n",
     )
 
 
