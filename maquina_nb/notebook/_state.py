@@ -394,6 +394,19 @@ class ComparisonState:
             del notices[:-MAX_NOTICES]
             self._header_dirty = True
 
+    def refuse(self, message: str) -> None:
+        """Mark the run as refused before it started (e.g. over budget), with why.
+
+        The page and the static fallback then show ``message`` instead of rows
+        that will never be sent.
+        """
+        with self.lock:
+            self.header.update(
+                status="refused", finished=True, refusal=redact(message)[:ERROR_CAP]
+            )
+            self._full_sync = True
+            self._header_dirty = True
+
     def full_text(self, key: str) -> str:
         """Return the whole text of a response, beyond the display cap."""
         with self.lock:

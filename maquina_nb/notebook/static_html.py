@@ -156,6 +156,13 @@ def _summary(run: Mapping[str, Any]) -> str:
     return " · ".join(parts)
 
 
+def _title(run: Mapping[str, Any]) -> str:
+    """Name the table as the widget does: its name, its run id, or "Comparison"."""
+    if run.get("name"):
+        return str(run["name"])
+    return f"Run {run['run_id']}" if run.get("run_id") else "Comparison"
+
+
 def _rows(snapshot: Mapping[str, Any]) -> dict[int, dict[int, list[Mapping[str, Any]]]]:
     rows: dict[int, dict[int, list[Mapping[str, Any]]]] = {}
     for key, cell in snapshot["cells"].items():
@@ -175,7 +182,13 @@ def render_static_html(snapshot: Mapping[str, Any]) -> str:
     columns = run.get("columns") or []
     decisions = run.get("decisions") or {}
     rows = _rows(snapshot)
-    title = escape_text(run.get("name") or f"run {run.get('run_id') or ''}".strip())
+    title = escape_text(_title(run))
+
+    if run.get("status") == "refused":
+        return (
+            f'<div class="maquina-static"><p><strong>{title}</strong> — refused: '
+            f"{escape_text(run.get('refusal') or '')}</p></div>"
+        )
 
     out = [
         '<div class="maquina-static">',
@@ -217,9 +230,11 @@ def render_static_text(snapshot: Mapping[str, Any], *, max_items: int = 10) -> s
     run = snapshot["run"]
     rows = _rows(snapshot)
     columns = run.get("columns") or []
-    lines = [
-        f"Comparison {run.get('name') or run.get('run_id') or ''}: {_summary(run)}".rstrip()
-    ]
+    named = run.get("name") or run.get("run_id")
+    label = f"Comparison{f' {named}' if named else ''}"
+    if run.get("status") == "refused":
+        return f"{label}: refused: {_one_line(run.get('refusal') or '', 300)}"
+    lines = [f"{label}: {_summary(run)}"]
     for item in snapshot["items"][:max_items]:
         lines.append(f"[{item['index']}] {_one_line(item['prompt'], 70)}")
         for position, column in enumerate(columns):

@@ -175,6 +175,16 @@ class ComparisonWidget(anywidget.AnyWidget):
             )
             self._ensure_flusher()
 
+    def refuse(self, message: str) -> None:
+        """Show that the run was refused before anything was sent, and why.
+
+        For a run refused by its budget (or a replay miss) before it started: the
+        table shows ``message`` instead of rows that will never be sent. Re-display
+        the widget (``update_display``) so the saved fallback says so too.
+        """
+        self._state.refuse(message)
+        self._ensure_flusher()
+
     def flush(self) -> bool:
         """Send what changed now (rendering no Markdown); return whether anything went."""
         return self._send_patch(render=False)

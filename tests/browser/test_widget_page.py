@@ -429,3 +429,46 @@ def test_page_view_drawn_after_patches_starts_from_the_live_table(
     )
     assert tab.locator(".mq-stats").inner_text().startswith("0 / 1 done · 1 streaming")
     widget.close()
+
+
+def test_page_shows_no_rows_before_the_run_starts_or_when_refused(
+    wired: None, tab: Any
+) -> None:
+    widget = ComparisonWidget(None, MODELS, ["first", "second"], max_cost=1.0)
+    session = Session(tab, widget)
+    session.pump()
+
+    # Until RunStarted names the run, the cache and budget checks are running.
+    assert tab.locator(".mq-cell").count() == 0
+    assert "Preparing the run" in tab.locator(".mq-body").inner_text()
+
+    widget.handle_event(
+        RunStarted(
+            "run-9",
+            None,
+            MODELS,
+            (
+                {"item_index": 0, "prompt": "first"},
+                {"item_index": 1, "prompt": "second"},
+            ),
+            1,
+            4,
+            0.5,
+            1.0,
+        )
+    )
+    session.pump()
+    assert tab.locator(".mq-cell").count() == 4
+    widget.close()
+
+    # A run refused by its budget shows why, never its queued rows.
+    refused = ComparisonWidget(None, MODELS, ["first", "second"], max_cost=1.0)
+    session = Session(tab, refused)
+    refused.refuse("The estimate $2.50 is above max_cost $1.00.")
+    session.pump()
+    assert tab.locator(".mq-cell").count() == 0
+    assert tab.get_by_role("alert").inner_text() == (
+        "The estimate $2.50 is above max_cost $1.00."
+    )
+    assert tab.page_errors == []
+    refused.close()

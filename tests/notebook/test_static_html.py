@@ -141,3 +141,29 @@ def test_static_text_of_a_failure_with_partial_text_keeps_both() -> None:
     line = render_static_text(state.snapshot()).splitlines()[-1]
 
     assert line == "    m: [failed: timeout] No reply. — Half"
+
+
+def test_static_text_of_a_pending_table_names_no_empty_run() -> None:
+    state = ComparisonState(None, ["m1", "m2"], ["a", "b", "c"])
+
+    first = render_static_text(state.snapshot()).splitlines()[0]
+
+    assert first.startswith("Comparison: 0/6 done"), first
+    html = render_static_html(state.snapshot())
+    assert visible_text(html).startswith("Comparison — 0/6 done"), html
+
+
+def test_refused_run_shows_why_instead_of_rows() -> None:
+    widget = ComparisonWidget(None, ["m1", "m2"], ["a", "b"], max_cost=1.0)
+
+    widget.refuse("The estimate $2.50 is above max_cost $1.00; raise it.")
+    data = widget._repr_mimebundle_()[0]
+
+    assert data["text/plain"] == (
+        "Comparison: refused: The estimate $2.50 is above max_cost $1.00; raise it."
+    )
+    shown = visible_text(data["text/html"])
+    assert "refused: The estimate $2.50" in shown
+    assert "Waiting to be sent" not in shown
+    assert widget.state.snapshot()["run"]["finished"] is True
+    widget.close()

@@ -209,7 +209,8 @@ class ComparisonView {
     if (!tick) return;
     if (tick.kind === "patch") {
       this.drawHeader();
-      if (this.failuresOnly && tick.failures) this.drawBody();
+      if (this.bodyMode() !== this.drawnMode) this.drawBody();
+      else if (this.failuresOnly && tick.failures) this.drawBody();
       else if (tick.picks) this.refreshAllCells();
       else for (const key of tick.keys) this.updateCell(key);
     } else if (tick.kind === "full" && this.asked.has(tick.key)) {
@@ -308,6 +309,7 @@ class ComparisonView {
     this.nextBtn = button("Next ›", "", "Next page", () => this.goto(this.page + 1));
     pager.append(this.prevBtn, this.pageInfo, this.nextBtn);
     toolbar.append(modelLabel, failLabel, layoutLabel, this.revealBtn, pager);
+    this.toolbarEl = toolbar;
 
     this.bodyEl = el("div", "mq-body");
     this.root.append(header, this.noticesEl, toolbar, this.bodyEl);
@@ -422,9 +424,30 @@ class ComparisonView {
     return byPos;
   }
 
+  // "preparing" until the kernel names the run (cache and budget checks run
+  // first), "refused" if it was refused before sending anything, else "table".
+  bodyMode() {
+    if (this.run.status === "refused") return "refused";
+    return !this.run.run_id && (this.run.status || "pending") === "pending" ? "preparing" : "table";
+  }
+
   drawBody() {
     this.drawToolbar();
     this.cellViews.clear();
+    this.drawnMode = this.bodyMode();
+    const table = this.drawnMode === "table";
+    this.toolbarEl.hidden = !table;
+    this.progressEl.hidden = this.drawnMode === "refused";
+    this.statsEl.hidden = this.drawnMode === "refused";
+    if (!table) {
+      // Rows that may never be sent are not shown: a refused run says why instead.
+      const refused = this.drawnMode === "refused";
+      const note = el("p", refused ? "mq-refused" : "mq-preparing",
+        refused ? this.run.refusal || "The run was refused." : "Preparing the run: checking the cache and the budget…");
+      note.setAttribute("role", refused ? "alert" : "status");
+      this.bodyEl.replaceChildren(note);
+      return;
+    }
     const items = this.visibleItems();
     const size = Math.max(1, this.model.get("page_size") || 25);
     const pages = Math.max(1, Math.ceil(items.length / size));
