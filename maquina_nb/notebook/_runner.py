@@ -44,6 +44,13 @@ _last_widget: Any = None
 _background: list[concurrent.futures.Future[Any]] = []
 
 
+class CellCancelled(KeyboardInterrupt):
+    """An interrupted ``%%orchestrate`` cell; IPython shows only its message."""
+
+    def _render_traceback_(self) -> list[str]:
+        return [str(self)]
+
+
 @dataclass
 class _Prepared:
     prompt: Any
@@ -184,8 +191,9 @@ def run_cell(shell: Any, options: OrchestrateOptions, body: str) -> None:
 
     Raises:
         UsageError: for input the user can fix (nothing is written).
-        KeyboardInterrupt: the run was interrupted; what finished is stored, the
-            partial DataFrame is in the ``-o`` variable, and the message says so.
+        CellCancelled: (a ``KeyboardInterrupt``) the run was interrupted; what
+            finished is stored, the partial DataFrame is in the ``-o`` variable,
+            and the one-line message says so (no traceback in the notebook).
     """
     from IPython.display import display
 
@@ -241,13 +249,17 @@ def run_cell(shell: Any, options: OrchestrateOptions, body: str) -> None:
         _withdraw(handle, widget)
         raise UsageError(str(exc)) from None
     except KeyboardInterrupt as interrupt:
-        # orchestrate() stored what finished; keep the partial frame, then let
-        # the interrupt end the cell as usual.
+        # orchestrate() stored what finished; keep the partial frame, then end
+        # the cell with one line (the machinery's frames help nobody here).
+        from maquina_nb.orchestrator.engine import cancel_message
+
         cancelled = getattr(interrupt, "run", None)
         if cancelled is not None:
             _store(shell, options, cancelled)
         _refresh(handle, widget)
-        raise
+        raise CellCancelled(
+            cancel_message(cancelled, options.out if cancelled else None)
+        ) from None
     _store(shell, options, run)
     _refresh(handle, widget)
 

@@ -131,7 +131,8 @@ def orchestrate(
             interrupt). In-flight responses are stored as ``cancelled`` with
             their partial text and finished ones are kept first; the cancelled
             :class:`Run` is on the exception's ``run`` attribute and in
-            :func:`last_run`.
+            :func:`last_run`. Its message says how many responses finished,
+            and its traceback ends at this call.
     """
     orchestrator = MultiModelOrchestrator(
         models,
@@ -154,7 +155,11 @@ def orchestrate(
         max_tokens=max_tokens,
     )
 
-    return orchestrator.run_plan(plan, name=name, tags=tags)
+    try:
+        return orchestrator.run_plan(plan, name=name, tags=tags)
+    except KeyboardInterrupt as interrupt:
+        # Shown from this frame: the user's call, not the machinery under it.
+        raise interrupt.with_traceback(None) from None
 
 
 async def aorchestrate(

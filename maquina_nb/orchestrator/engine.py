@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from maquina_nb.db import Repository
     from maquina_nb.providers.base import BaseAIModel
 
-__all__ = ["MultiModelOrchestrator", "open_repository"]
+__all__ = ["MultiModelOrchestrator", "cancel_message", "open_repository"]
 
 logger = get_logger(__name__)
 
@@ -77,6 +77,23 @@ class _Interrupted:
     """Where an interrupted run leaves its partial result for the sync caller."""
 
     run: Run | None = None
+
+
+def cancel_message(run: Run | None, stored_in: str | None = None) -> str:
+    """Return the one sentence that tells what an interrupt left behind.
+
+    Args:
+        run: the cancelled run, or ``None`` when it was never recorded.
+        stored_in: where else the partial frame went (a notebook variable).
+    """
+    if run is None:
+        return "The run was cancelled before it started; nothing was stored."
+    finished = sum(1 for r in run.responses if r.status != "cancelled")
+    where = f"{stored_in} and " if stored_in else ""
+    return (
+        f"Run {run.id} cancelled after {finished} of {len(run.responses)} "
+        f"responses; the finished ones are stored in {where}maquina_nb.last_run()."
+    )
 
 
 class MultiModelOrchestrator:
@@ -302,7 +319,9 @@ class MultiModelOrchestrator:
                 interrupt). The run is cancelled first: in-flight responses are
                 stored as ``cancelled`` with their partial text, finished ones
                 are kept, and the cancelled :class:`Run` is on the exception's
-                ``run`` attribute (and in :func:`last_run`).
+                ``run`` attribute (and in :func:`last_run`). The exception is
+                a new one raised here, its message saying how many responses
+                finished (the frames of the wait are left out).
         """
         interrupted = _Interrupted()
         work = self.execute(
@@ -310,11 +329,13 @@ class MultiModelOrchestrator:
         )
         try:
             return run_sync(work)
-        except KeyboardInterrupt as interrupt:
-            # Re-raised as is, so scripts stop as usual; the partial run rides along.
-            if interrupted.run is not None:
-                interrupt.run = interrupted.run  # type: ignore[attr-defined]
-            raise
+        except KeyboardInterrupt:
+            # A fresh interrupt raised here: the frames of the wait on the
+            # background loop say nothing to the user. Scripts still stop as
+            # usual, and the partial run rides along.
+            interrupt = KeyboardInterrupt(cancel_message(interrupted.run))
+            interrupt.run = interrupted.run  # type: ignore[attr-defined]
+            raise interrupt from None
 
     async def arun(self, prompt: Any, **options: Any) -> Run:
         """Plan and execute on the current loop (see :meth:`plan` for options)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import subprocess
 import sys
 import textwrap
@@ -265,3 +266,59 @@ def test_c04_interrupt_of_an_awaited_run(
         timeout=30,
     )
     assert again.strip() == "complete"
+
+
+_LOOP_FRAMES = ("_loop.py", "concurrent/futures", "threading.py")
+
+
+def test_interrupted_orchestrate_has_a_short_traceback(
+    kernel: Kernel, fake: FakeLLMServer, tmp_path: Path
+) -> None:
+    db = f"sqlite:///{tmp_path / 'short.db'}"
+    fake.default_reply = Reply(chunks=[f"tok{i} " for i in range(30)], chunk_delay=2.0)
+    kernel.run(_models_cell(fake))
+
+    msg_id = kernel.send(f"orchestrate('Slow', [gpt, claude], db={db!r})")
+    _wait_for(lambda: len(fake.requests_for()) == 2, 60, "two streams to start")
+    time.sleep(1)
+    kernel.manager.interrupt_kernel()
+    reply, _text, errors = kernel.collect(msg_id, timeout=15)
+
+    assert reply["status"] == "error"
+    assert [e["ename"] for e in errors] == ["KeyboardInterrupt"]
+    traceback = "\n".join(errors[0]["traceback"])
+    assert not [frame for frame in _LOOP_FRAMES if frame in traceback], traceback
+    assert "cancelled after 0 of 2 responses" in errors[0]["evalue"]
+    _wait_for(lambda: fake._in_flight == 0, 10, "the server to see the streams closed")
+
+
+def test_interrupted_magic_prints_one_line(
+    kernel: Kernel, fake: FakeLLMServer, tmp_path: Path
+) -> None:
+    db = f"sqlite:///{tmp_path / 'magic.db'}"
+    fake.default_reply = Reply(chunks=[f"tok{i} " for i in range(30)], chunk_delay=2.0)
+    kernel.run(
+        "import os\n"
+        f"os.environ.update(OPENAI_BASE_URL={fake.openai_base_url!r}, "
+        "OPENAI_API_KEY='sk-test-magic-interrupt', "
+        f"MAQUINA_DB_URL={db!r})\n"
+        "%load_ext maquina_nb"
+    )
+
+    msg_id = kernel.send("%%orchestrate -m openai:gpt-4o -o partial\nSlow please")
+    _wait_for(lambda: len(fake.requests_for()) == 1, 60, "the stream to start")
+    time.sleep(1)
+    kernel.manager.interrupt_kernel()
+    reply, _text, errors = kernel.collect(msg_id, timeout=15)
+
+    assert reply["status"] == "error"
+    (error,) = errors
+    (line,) = error["traceback"]
+    assert re.fullmatch(
+        r"Run [0-9a-f]{32} cancelled after 0 of 1 responses; the finished ones are "
+        r"stored in partial and maquina_nb\.last_run\(\)\.",
+        line,
+    ), line
+    _wait_for(lambda: fake._in_flight == 0, 10, "the server to see the stream closed")
+    out = kernel.run("print(len(partial), list(partial['status'].astype(str)))")
+    assert out.strip() == "1 ['cancelled']"
