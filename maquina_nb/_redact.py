@@ -18,9 +18,12 @@ __all__ = ["RedactingFilter", "get_logger", "mask", "redact", "register_secret"]
 _KEY_PATTERN = re.compile(
     r"(sk-(?:ant-|proj-)?[A-Za-z0-9_\-]{4})[A-Za-z0-9_\-]{4,}"
     r"|(Bearer\s+)[A-Za-z0-9_\-\.]{8,}"
-    r"|((?:x-api-key|api[_-]?key|authorization)[\"']?\s*[:=]\s*[\"']?)[^\s\"',}]{6,}",
+    r"|((?:x-api-key|api[_-]?key|authorization)[\"']?\s*[:=]\s*[\"']?(?:Bearer\s+)?)"
+    r"[^\s\"',}]{6,}",
     re.IGNORECASE,
 )
+# Passwords in URLs: scheme://user:password@host (database URLs, proxies).
+_URL_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://[^/\s:@]*:)[^@\s/]+(@)")
 _KNOWN_ENV_VARS = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "MAQUINA_NB_API_KEY")
 _secrets: set[str] = set()
 _lock = threading.Lock()
@@ -68,6 +71,7 @@ def redact(text: str) -> str:
             return "sk-<redacted>"
         return f"{match.group(2) or match.group(3)}<redacted>"
 
+    text = _URL_PASSWORD.sub(r"\1<redacted>\2", text)
     return _KEY_PATTERN.sub(_sub, text)
 
 

@@ -165,12 +165,14 @@ def decide_cheapest(
     *,
     sample_index: int | None = 0,
     models: Sequence[str] | None = None,
-    statuses: Sequence[str] = ANSWERED,
+    statuses: Sequence[str] = ("done", "truncated"),
 ) -> pd.DataFrame:
     """Pick, for each item, the response with the lowest ``cost_usd``.
 
     Responses whose cost is unknown are skipped (a local model with a known
-    zero cost does take part, and several zero costs tie).
+    zero cost does take part, and several zero costs tie). Cached responses are
+    left out by default: they cost 0 because they were reused, not because the
+    model is cheap.
 
     Args:
         responses: A responses frame.

@@ -131,6 +131,17 @@ def test_decide_cheapest_counts_zero_cost_and_skips_unknown() -> None:
     assert list(unknown["outcome"]) == ["none", "none"]
 
 
+def test_decide_cheapest_ignores_answers_reused_from_the_cache() -> None:
+    frame = responses_frame()
+    cached = frame["response_id"] == "c0"
+    frame["cost_usd"] = frame["cost_usd"].where(~cached, 0.0)
+    frame = frame[frame["response_id"] != "b0"]
+
+    decisions = decide_cheapest(frame)
+
+    assert values(decisions["winner_model_spec"])[0] == "anthropic:claude"
+
+
 @pytest.mark.parametrize(
     ("match", "winners", "outcomes"),
     [
