@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import html
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from markdown_it import MarkdownIt
@@ -49,12 +49,10 @@ _TAGS = frozenset(
         "tr",
         "th",
         "td",
-        "img",
     }
 )
 _ATTRIBUTES = {
     "a": {"href", "title"},
-    "img": {"src", "alt", "title"},
     "ol": {"start"},
     "th": {"style"},
     "td": {"style"},
@@ -69,11 +67,25 @@ def _parser() -> MarkdownIt:
     # markdown-it-py is imported on first use so `%load_ext maquina_nb` stays fast.
     from markdown_it import MarkdownIt
 
-    return (
+    parser = (
         MarkdownIt("commonmark", {"html": False, "linkify": False})
         .enable("table")
         .enable("strikethrough")
     )
+    parser.add_render_rule("image", _image_as_link)
+    return parser
+
+
+def _image_as_link(
+    renderer: Any, tokens: Any, index: int, options: Any, env: Any
+) -> str:
+    # An <img> would be fetched, without a click, from a URL the model chose (a
+    # tracking pixel, in the page and in an exported file); a link waits for one.
+    token = tokens[index]
+    alt = renderer.renderInlineAsText(token.children or [], options, env)
+    label = escape_text(f"image: {alt}" if alt else "image")
+    src = escape_text(str(token.attrGet("src") or ""))
+    return f'<a href="{src}">[{label}]</a>'
 
 
 def _keep_attribute(tag: str, attribute: str, value: str) -> str | None:

@@ -86,3 +86,23 @@ def test_escape_text_escapes_quotes_and_tags() -> None:
         escape_text("<b a=\"1\">'x'</b>")
         == "&lt;b a=&quot;1&quot;&gt;&#x27;x&#x27;&lt;/b&gt;"
     )
+
+
+def test_render_markdown_turns_images_into_links_so_nothing_is_fetched() -> None:
+    # An image would make the page (or an exported HTML file) fetch a URL the
+    # model chose, with no click: a tracking pixel. A link fetches only on a click.
+    html = render_markdown('![a chart](https://example.org/x.png "T") and <img src=y>')
+
+    tags = parse(html).tags
+    assert "img" not in [tag for tag, _ in tags]
+    links = [dict(attrs) for tag, attrs in tags if tag == "a"]
+    assert [link["href"] for link in links] == ["https://example.org/x.png"]
+    assert "image: a chart" in visible_text(html)
+    assert_inert(html)
+
+
+def test_render_markdown_drops_an_image_with_a_script_url() -> None:
+    html = render_markdown("![x](javascript:alert(1))")
+
+    assert [tag for tag, _ in parse(html).tags] == ["p"]
+    assert_inert(html)

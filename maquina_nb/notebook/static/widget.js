@@ -25,6 +25,8 @@ const PLACEHOLDERS = {
 const BLOCKED_TAGS = new Set([
   "script", "style", "iframe", "object", "embed", "link", "meta", "base", "form",
   "svg", "math", "frame", "frameset", "template",
+  // Nothing is fetched without a click: the kernel turns images into links.
+  "img", "picture", "source", "video", "audio", "track", "image",
 ]);
 const URL_ATTRS = new Set(["href", "src", "action", "formaction", "xlink:href", "srcset"]);
 const SAFE_URL = /^(https?:|mailto:|#)/i;
