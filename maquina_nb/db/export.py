@@ -254,7 +254,11 @@ def responses_frame(
         cached_from_id            str                        cache provenance
         variables                 object (dict)              the item's values
         created_at, updated_at    datetime64[us, UTC]
-        (audit) request_parameters, messages, tool_calls: object (dict/list)
+        (audit) request_parameters, messages, tool_calls: object (dict/list);
+        ``messages`` is the whole conversation of the last call (system
+        prompt, earlier user turns and the model's earlier answers)
+        (audit) prompt            str                        last user turn,
+                                                             placed before text
         ========================  =========================  =====================
 
         NOTE: rows of one item share one ``variables`` dict object (it is
@@ -265,7 +269,30 @@ def responses_frame(
     stmt = _statement(columns).order_by(r.run_id, r.item_index, r.sample_index, r.id)
     if run_id is not None:
         stmt = stmt.where(r.run_id == run_id)
-    return _read_frame(engine, columns, stmt)
+    frame = _read_frame(engine, columns, stmt)
+    if audit:
+        # Beside the answer it is for; the audit columns stay last.
+        frame.insert(
+            frame.columns.get_loc("text"),
+            "prompt",
+            _last_user_turns(frame["messages"]),
+        )
+    return frame
+
+
+def _last_user_turns(conversations: pd.Series) -> pd.Series:
+    """The last user message of each conversation (what the answer replies to)."""
+    import pandas as pd
+
+    prompts = []
+    for messages in conversations:
+        turns = [
+            m.get("content")
+            for m in (messages or [])
+            if isinstance(m, dict) and m.get("role") == "user"
+        ]
+        prompts.append(turns[-1] if turns else None)
+    return pd.Series(prompts, index=conversations.index, dtype="str")
 
 
 def runs_frame(

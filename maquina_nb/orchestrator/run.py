@@ -281,9 +281,14 @@ class Run:
         (float64, NaN when unknown; 0 for cached answers); ``cost_is_estimate``
         (bool); ``latency_s``, ``ttft_s`` (float64 seconds); ``cache_key``,
         ``cached_from_id`` (str); ``variables`` (dict); ``created_at``,
-        ``updated_at`` (datetime64[us, UTC]).
+        ``updated_at`` (datetime64[us, UTC]); ``request_parameters`` (dict);
+        ``messages`` (list of ``{"role", "content"}`` dicts: the conversation
+        of the last call, system prompt first; for multi-turn items it holds
+        the model's earlier answers as ``assistant`` turns); ``tool_calls``
+        (list or None); ``prompt`` (str: the last user turn, the one ``text``
+        answers). This is ``Repository.responses_frame(run_id, audit=True)``.
         """
-        return self._require_repository().responses_frame(self.id)
+        return self._require_repository().responses_frame(self.id, audit=True)
 
     def comparison(self, value: str = "text") -> pd.DataFrame:
         """Return the items x models table of ``value`` (default the answer text)."""

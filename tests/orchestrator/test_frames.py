@@ -24,6 +24,7 @@ COLUMNS = [
     "provider",
     "model_id",
     "status",
+    "prompt",
     "text",
     "finish_reason",
     "raw_finish_reason",
@@ -41,6 +42,9 @@ COLUMNS = [
     "variables",
     "created_at",
     "updated_at",
+    "request_parameters",
+    "messages",
+    "tool_calls",
 ]
 
 
@@ -78,6 +82,7 @@ def test_to_pandas_has_the_documented_columns_and_dtypes(db_url: str) -> None:
             "provider": pd.Categorical(["custom"] * 4),
             "model_id": pd.Categorical(["x-v1", "y-v1", "x-v1", "y"]),
             "status": pd.Categorical(["done", "done", "done", "failed"]),
+            "prompt": pd.array(["Q: a", "Q: a", "Q: b", "Q: b"], dtype="str"),
             "text": pd.array(["x: Q: a", "y: Q: a", "x: Q: b", np.nan], dtype="str"),
             "finish_reason": pd.Categorical(["stop", "stop", "stop", "error"]),
             "raw_finish_reason": pd.Categorical(["stop", "stop", "stop", None]),
@@ -90,6 +95,19 @@ def test_to_pandas_has_the_documented_columns_and_dtypes(db_url: str) -> None:
             "cost_is_estimate": [False] * 4,
             "cached_from_id": pd.array([np.nan] * 4, dtype="str"),
             "variables": [{"q": "a"}, {"q": "a"}, {"q": "b"}, {"q": "b"}],
+            "request_parameters": [
+                {
+                    "temperature": None,
+                    "max_tokens": None,
+                    "top_p": None,
+                    "stop": None,
+                    "seed": None,
+                    "extra": {},
+                }
+            ]
+            * 4,
+            "messages": [[{"role": "user", "content": f"Q: {q}"}] for q in "aabb"],
+            "tool_calls": [None] * 4,
         }
     )
     pd.testing.assert_frame_equal(
@@ -98,6 +116,23 @@ def test_to_pandas_has_the_documented_columns_and_dtypes(db_url: str) -> None:
     assert frame["created_at"].dtype == "datetime64[us, UTC]"
     assert frame["latency_s"].dtype == "float64"
     assert set(frame["run_id"]) == {run.id}
+
+
+def test_multi_turn_frame_shows_the_conversation(db_url: str) -> None:
+    model = ScriptedModel("m")
+    question = {"turns": ["Write a poem.", "Now shorter."]}
+
+    run = orchestrate([question], [model], db=db_url, system="Be brief.")
+    frame = run.to_pandas()
+
+    (row,) = frame.to_dict(orient="records")
+    assert (row["prompt"], row["text"]) == ("Now shorter.", "m: Now shorter.")
+    assert row["messages"] == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Write a poem."},
+        {"role": "assistant", "content": "m: Write a poem."},
+        {"role": "user", "content": "Now shorter."},
+    ]
 
 
 def test_comparison_is_items_by_models(db_url: str) -> None:
