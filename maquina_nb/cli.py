@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from maquina_nb._redact import get_logger
@@ -44,6 +45,30 @@ def _shown(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
+def _require_existing_file(url: str) -> None:
+    """Refuse a SQLite URL whose file does not exist (looking must not create it).
+
+    Raises:
+        StoreError: the URL names a SQLite file that is not there.
+    """
+    from sqlalchemy.engine import make_url
+
+    from maquina_nb.errors import StoreError
+
+    parsed = make_url(url)
+    database = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or database in ("", ":memory:"):
+        return
+    if database.startswith("file:"):  # a SQLite URI: the driver decides
+        return
+    path = Path(database).expanduser().resolve()
+    if not path.exists():
+        raise StoreError(
+            f"No database file at {str(path)!r}; check the URL (--url or "
+            "MAQUINA_DB_URL), or create it with 'maquina-nb db upgrade'."
+        )
+
+
 def _run_migration(args: argparse.Namespace, direction: str) -> int:
     from alembic import command
     from maquina_nb.db import migrate
@@ -59,6 +84,8 @@ def _run_migration(args: argparse.Namespace, direction: str) -> int:
             command.downgrade(config, args.revision, sql=True)
         return 0
 
+    if direction == "downgrade":
+        _require_existing_file(url)
     engine = make_engine(url)
     try:
         if direction == "upgrade":
@@ -84,6 +111,7 @@ def _db_current(args: argparse.Namespace) -> int:
     from maquina_nb.db.engine import make_engine
 
     url = _db_url(args)
+    _require_existing_file(url)
     engine = make_engine(url)
     try:
         with engine.connect() as connection:

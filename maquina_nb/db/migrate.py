@@ -38,6 +38,7 @@ from sqlalchemy import Connection, Engine
 
 from alembic import command
 from maquina_nb._redact import get_logger
+from maquina_nb.db._lockfile import LockTimeout, removable_file_lock
 from maquina_nb.errors import SchemaTooNewError, StoreError
 
 __all__ = [
@@ -166,13 +167,11 @@ def sqlite_path(engine: Engine) -> Path | None:
 def _migration_lock(engine: Engine, connection: Connection) -> Iterator[None]:
     path = sqlite_path(engine)
     if path is not None:
-        from filelock import FileLock, Timeout
-
-        lock = FileLock(f"{path}.migrate-lock", timeout=MIGRATION_LOCK_TIMEOUT_S)
+        lock = path.with_name(f"{path.name}.migrate-lock")
         try:
-            with lock:
+            with removable_file_lock(lock, MIGRATION_LOCK_TIMEOUT_S):
                 yield
-        except Timeout as exc:
+        except LockTimeout as exc:
             raise StoreError(
                 f"Waited {MIGRATION_LOCK_TIMEOUT_S:.0f}s for another process to finish "
                 f"migrating {str(path)!r}; check for a stuck process, then retry."
@@ -256,6 +255,31 @@ def migration_connection(
                 _sqlite_foreign_keys(connection, on=True)
 
 
+@contextlib.contextmanager
+def _plain_relative_steps(
+    direction: str, revision: str, before: str | None
+) -> Iterator[None]:
+    """Say in plain words that a relative step (-1, +2) goes past base or head."""
+    try:
+        yield
+    except CommandError as exc:
+        if not str(exc).startswith("Relative revision"):
+            raise
+        if direction == "downgrade" and before is None:
+            raise StoreError(
+                f"Cannot downgrade by {revision}: the database has no schema yet, "
+                "so there is nothing to undo."
+            ) from exc
+        steps = revision.lstrip("+-")
+        end = "base" if direction == "downgrade" else "head"
+        side = "above base" if direction == "downgrade" else "below head"
+        raise StoreError(
+            f"Cannot {direction} by {revision}: the database is at {before or 'base'}, "
+            f"fewer than {steps} revisions {side}; give a revision from "
+            f"'maquina-nb db history', or {end}."
+        ) from exc
+
+
 def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str | None]:
     """Upgrade the database to ``revision``; return (revision before, after).
 
@@ -267,7 +291,8 @@ def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str | N
         before = current_revision(connection)
         if before is not None and not _is_known(before):
             raise SchemaTooNewError(before, head_revision())
-        command.upgrade(make_config(connection=connection), revision)
+        with _plain_relative_steps("upgrade", revision, before):
+            command.upgrade(make_config(connection=connection), revision)
         after = current_revision(connection)
     if before != after:
         logger.info("migrated database schema from %s to %s", before, after)
@@ -280,7 +305,8 @@ def downgrade(engine: Engine, revision: str) -> tuple[str | None, str | None]:
         before = current_revision(connection)
         if before is not None and not _is_known(before):
             raise SchemaTooNewError(before, head_revision())
-        command.downgrade(make_config(connection=connection), revision)
+        with _plain_relative_steps("downgrade", revision, before):
+            command.downgrade(make_config(connection=connection), revision)
         after = current_revision(connection)
     if before != after:
         logger.info("downgraded database schema from %s to %s", before, after)

@@ -23,6 +23,9 @@ def test_db_upgrade_current_downgrade_history(
     url = f"sqlite:///{tmp_path / 'cli.db'}"
     head = head_revision()
 
+    assert _run(capsys, "db", "upgrade", "base", "--url", url) == (
+        0, f"{url} is already at base (no schema).\n", "",
+    )  # fmt: skip
     assert _run(capsys, "db", "current", "--url", url) == (
         0,
         f"{url}: empty (no schema yet)\n",
@@ -113,3 +116,76 @@ def test_parser_has_room_for_serve() -> None:
     args = parser.parse_args(["serve", "--port", "9999"])
     assert args.command == "serve"
     assert args.port == 9999
+
+
+def test_db_current_creates_no_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    status, out, err = _run(capsys, "db", "current")
+    assert status == 1
+    assert out == ""
+    assert err == (
+        f"maquina-nb: No database file at {str(tmp_path / 'maquina.db')!r}; check the "
+        "URL (--url or MAQUINA_DB_URL), or create it with 'maquina-nb db upgrade'.\n"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_db_current_of_a_missing_folder_says_the_file_does_not_exist(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "nonexistent" / "dir" / "x.db"
+    status, out, err = _run(capsys, "db", "current", "--url", f"sqlite:///{missing}")
+    assert status == 1
+    assert f"No database file at {str(missing)!r}" in err
+    assert "empty" not in out + err
+    assert not (tmp_path / "nonexistent").exists()
+
+    # Downgrading a file that is not there creates nothing either.
+    status, _, err = _run(
+        capsys, "db", "downgrade", "-1", "--url", f"sqlite:///{missing}"
+    )
+    assert status == 1
+    assert f"No database file at {str(missing)!r}" in err
+    assert not (tmp_path / "nonexistent").exists()
+
+
+def test_db_downgrade_past_base_is_one_plain_sentence(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'steps.db'}"
+    assert _run(capsys, "db", "upgrade", "0001", "--url", url)[0] == 0
+    # An empty database: nothing to undo.
+    empty = f"sqlite:///{tmp_path / 'empty.db'}"
+    assert _run(capsys, "db", "upgrade", "base", "--url", empty)[0] == 0
+
+    status, out, err = _run(capsys, "db", "downgrade", "-1", "--url", empty)
+    assert (status, out) == (1, "")
+    assert err == (
+        "maquina-nb: Cannot downgrade by -1: the database has no schema yet, so there "
+        "is nothing to undo.\n"
+    )
+
+    status, _, err = _run(capsys, "db", "downgrade", "-3", "--url", url)
+    assert status == 1
+    assert err == (
+        "maquina-nb: Cannot downgrade by -3: the database is at 0001, fewer than 3 "
+        "revisions above base; give a revision from 'maquina-nb db history', or base.\n"
+    )
+    assert "Relative revision" not in err
+
+    status, _, err = _run(capsys, "db", "upgrade", "+5", "--url", url)
+    assert status == 1
+    assert err.startswith("maquina-nb: Cannot upgrade by +5: the database is at 0001")
+    assert "Relative revision" not in err
+
+
+def test_migrating_leaves_no_lock_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'tidy.db'}"
+    assert _run(capsys, "db", "upgrade", "0001", "--url", url)[0] == 0
+    assert _run(capsys, "db", "upgrade", "--url", url)[0] == 0
+    assert _run(capsys, "db", "downgrade", "-1", "--url", url)[0] == 0
+    assert not list(tmp_path.glob("*lock*"))

@@ -102,7 +102,9 @@ def test_installed_wheel_migrates_from_any_directory(tmp_path: Path) -> None:
         cwd=elsewhere,
         env=env,
     )
-    assert out == f"Upgraded sqlite:///x.db from base to {head_revision()}.\n"
+    assert out == (
+        f"Upgraded sqlite:///x.db from base to {head_revision()} (the latest schema).\n"
+    )
     with sqlite3.connect(elsewhere / "x.db") as connection:
         assert connection.execute(
             "SELECT version_num FROM alembic_version"
