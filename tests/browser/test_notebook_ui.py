@@ -205,11 +205,16 @@ def test_toolbar_interrupt_cancels_the_run(
     )
     page.locator(f'{ACTIVE} [data-command="notebook:interrupt-kernel"]').first.click()
     wait_idle(lab, path, timeout=20)
-    wait_until(
-        lambda: "KeyboardInterrupt" in cell_output(page, 1).inner_text(),
-        timeout=10,
-        what="the interrupt reported in the cell",
-    )
+    try:
+        wait_until(
+            lambda: "KeyboardInterrupt" in cell_output(page, 1).inner_text(),
+            timeout=30,
+            what="the interrupt reported in the cell",
+        )
+    except AssertionError as exc:
+        shown = cell_output(page, 1).inner_text()[-1500:]
+        runs = query(lab, "SELECT name, status FROM orchestration_contexts")
+        raise AssertionError(f"{exc}\noutput tail: {shown!r}\nruns: {runs}") from None
 
     run_id = run_id_named(lab, "browser-interrupt")
     assert query(

@@ -95,16 +95,15 @@ def _visible(value: str) -> str:
 def _front_end_texts(
     iopub: list[dict[str, Any]], comm_id: str
 ) -> dict[str, tuple[str, str]]:
-    """Rebuild each table cell's text from the comm messages, as the page does."""
+    """Rebuild each cell's final text, and the first text it showed, from the comm log."""
     cells: dict[str, dict[str, Any]] = {}
 
     def take_cells(new: dict[str, Any]) -> None:
         for key, cell in new.items():
-            known = cells.setdefault(
-                key, {"text": "", "n": 0, "html": "", "streamed": ""}
-            )
+            known = cells.setdefault(key, {"text": "", "n": 0, "html": "", "first": ""})
             if "text" in cell:
                 known.update(text=cell["text"], n=cell.get("n", len(cell["text"])))
+                known["first"] = known["first"] or cell["text"]
             if cell.get("html"):
                 known["html"] = cell["html"]
 
@@ -120,15 +119,14 @@ def _front_end_texts(
             take_cells(patch.get("cells", {}))
             for key, (start, piece, end) in patch.get("appends", {}).items():
                 cell = cells.setdefault(
-                    key, {"text": "", "n": 0, "html": "", "streamed": ""}
+                    key, {"text": "", "n": 0, "html": "", "first": ""}
                 )
                 if cell["n"] == start:
                     cell["text"] += piece
-                    cell["streamed"] += piece
+                    cell["first"] = cell["first"] or cell["text"]
                     cell["n"] = end
     return {
-        key: (_visible(c["html"] or c["text"]), c["streamed"])
-        for key, c in cells.items()
+        key: (_visible(c["html"] or c["text"]), c["first"]) for key, c in cells.items()
     }
 
 
@@ -181,9 +179,10 @@ def test_c05_two_cells_stream_full_text_to_their_own_widget(
     for comm_id in comm_ids:
         seen = _front_end_texts(kernel.iopub, comm_id)
         assert sorted(shown for shown, _ in seen.values()) == expected
-        # What streamed in before the final render started at the first token.
-        for shown, streamed in seen.values():
-            assert shown.startswith(streamed)
+        # The first text the page got for each answer starts at its first token.
+        for shown, first in seen.values():
+            assert first
+            assert shown.startswith(first)
 
     # Each cell's table is displayed in its own cell, never in the other one.
     for cell, comm_id in zip(cells, comm_ids, strict=True):
