@@ -191,6 +191,10 @@ class Run:
         max_cost_usd: the budget the run ran under, if any.
         duration_s: wall time from the first request to the last write.
         unsaved: how many responses could not be written to the database.
+
+    In a notebook with the extension loaded (``%load_ext maquina_nb``) a run
+    shown as a cell's result is the static comparison table
+    (:mod:`maquina_nb.notebook.run_display`); elsewhere it is its ``repr``.
     """
 
     def __init__(
@@ -227,10 +231,12 @@ class Run:
             if self.totals.cost_usd is None
             else f"${self.totals.cost_usd:.4f}"
         )
+        items = _count(len(self.items), "item")
+        models = _count(len(self.models), "model")
         return (
-            f"<Run {self.id} {self.status}: {len(self.items)} items x "
-            f"{len(self.models)} models, {self.totals.answered}/{self.totals.responses} "
-            f"answered, {self.totals.failed} failed, cost {cost}>"
+            f"<Run {self.id} {self.status}: {items} \N{MULTIPLICATION SIGN} {models}, "
+            f"{self.totals.answered}/{self.totals.responses} answered, "
+            f"{self.totals.failed} failed, cost {cost}>"
         )
 
     def response(self, item_index: int, model: str, sample_index: int = 0) -> Response:
@@ -293,6 +299,10 @@ class Run:
     def comparison(self, value: str = "text") -> pd.DataFrame:
         """Return the items x models table of ``value`` (default the answer text)."""
         return self._require_repository().comparison_frame(self.id, value=value)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
 _last_lock = threading.Lock()

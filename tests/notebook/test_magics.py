@@ -492,3 +492,20 @@ def test_over_never_renders_a_notebook_variable(ip: InteractiveShell) -> None:
     assert "'text'" in str(caught.value)
     assert "'question'" in str(caught.value)
     assert DEFAULT_OUT not in ip.user_ns
+
+
+def test_a_run_displays_as_the_static_table(ip: InteractiveShell) -> None:
+    ip.run_cell("import maquina_nb\nr = maquina_nb.orchestrate('Say hi', ['echo'])")
+    run = ip.user_ns["r"]
+
+    data, _metadata = ip.display_formatter.format(run)
+
+    assert "<table" in data["text/html"]
+    assert "Say hi" in data["text/html"]
+    assert data["text/plain"] == repr(run)
+    assert " 1 item \N{MULTIPLICATION SIGN} 1 model, " in data["text/plain"]
+
+    ip.extension_manager.unload_extension("maquina_nb")
+    data, _metadata = ip.display_formatter.format(run)
+    assert "text/html" not in data
+    ip.extension_manager.load_extension("maquina_nb")
