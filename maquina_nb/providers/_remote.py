@@ -8,6 +8,11 @@ time, translates SDK errors, decides on a retry, and prices the result.
 
 SDK clients are made lazily inside the running event loop and reused for every
 later call on that loop (a client is bound to the loop that created it).
+
+A base URL written in the spec string (``openai:gpt-4o?base_url=...``, passed
+here as ``spec_base_url``) never receives the key from the provider's usual
+environment variable unless it is the base URL the model would use anyway: the
+key must then come from ``api_key`` or ``key_env`` in the settings.
 """
 
 from __future__ import annotations
@@ -65,11 +70,17 @@ class RemoteModel(BaseAIModel):
         spec: str | None = None,
         settings: ModelSettings | None = None,
         clock: Clock | None = None,
+        spec_base_url: str | None = None,
         **overrides: Any,
     ) -> None:
         super().__init__(model, spec=spec)
         settings = settings or ModelSettings()
         self.settings = settings.merged(**overrides) if overrides else settings
+        #: The base URL from configuration and code, before the spec's own.
+        self._configured_base_url = self.settings.base_url
+        self._spec_base_url = spec_base_url
+        if spec_base_url:
+            self.settings = self.settings.merged(base_url=spec_base_url)
         self.clock = clock or SYSTEM_CLOCK
         self.policy = RetryPolicy(
             max_attempts=max(1, self.settings.max_attempts),
@@ -98,6 +109,37 @@ class RemoteModel(BaseAIModel):
         if self.base_url_env and os.environ.get(self.base_url_env, "").strip():
             return os.environ[self.base_url_env].strip().rstrip("/")
         return self.default_base_url
+
+    def _env_key_allowed(self) -> bool:
+        """Tell whether the provider's usual key variable may be sent.
+
+        Not when the spec string itself moved the model to another server: a
+        spec is data (a shared notebook, a stored run, a request body), and
+        must not be able to carry the environment's key to a host of its choosing.
+        """
+        if not self._spec_base_url:
+            return True
+        if self._configured_base_url:
+            trusted: str | None = self._configured_base_url
+        elif self.base_url_env and os.environ.get(self.base_url_env, "").strip():
+            trusted = os.environ[self.base_url_env].strip()
+        else:
+            trusted = self.default_base_url
+        return (trusted or "").rstrip("/") == self._spec_base_url.strip().rstrip("/")
+
+    def _find_key(self) -> tuple[str | None, str | None]:
+        return find_key(
+            api_key=self.settings.api_key,
+            key_env=self.settings.key_env,
+            default_env=self.key_env if self._env_key_allowed() else None,
+        )
+
+    def _withheld_key_message(self) -> str:
+        return (
+            f"The model {self.spec!r} names its own base_url in the spec, so it does "
+            f"not get the key in {self.key_env}; set key_env (or api_key) for it in "
+            "maquina.toml or configure_model, or put base_url there instead."
+        )
 
     @property
     def identity(self) -> dict[str, Any]:
@@ -129,14 +171,12 @@ class RemoteModel(BaseAIModel):
 
     def key_info(self) -> KeyInfo:
         """Report where the key comes from and whether it is usable (no network)."""
-        raw, source = find_key(
-            api_key=self.settings.api_key,
-            key_env=self.settings.key_env,
-            default_env=self.key_env,
-        )
+        raw, source = self._find_key()
         if raw is None or not raw.strip():
             if not self.needs_key:
                 return KeyInfo(source, "ok", "no key needed")
+            if source is None and self.key_env and not self._env_key_allowed():
+                return KeyInfo(source, "missing", self._withheld_key_message())
             return KeyInfo(source, "missing", f"set {source or 'api_key'}")
         try:
             clean_key(
@@ -150,11 +190,7 @@ class RemoteModel(BaseAIModel):
         return KeyInfo(source, "ok")
 
     def _api_key(self) -> str | None:
-        raw, source = find_key(
-            api_key=self.settings.api_key,
-            key_env=self.settings.key_env,
-            default_env=self.key_env,
-        )
+        raw, source = self._find_key()
         memo = self._key_memo
         if memo is not None and memo[0] == raw:
             return memo[1]
@@ -162,6 +198,10 @@ class RemoteModel(BaseAIModel):
             raw, source=source or "settings", provider=self.provider, model=self.model
         )
         if key is None and self.needs_key:
+            if source is None and self.key_env and not self._env_key_allowed():
+                error = MissingKeyError(self.spec, "key_env")
+                error.args = (self._withheld_key_message(),)
+                raise error
             raise MissingKeyError(self.spec, source or "api_key")
         self._key_memo = (raw, key)
         return key

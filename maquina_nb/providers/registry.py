@@ -15,6 +15,17 @@ model. Custom models come three ways:
 
 :func:`resolve_model` returns one shared object per spec and settings, so SDK
 clients and rate limits are shared by every run in the process.
+
+Keys and spec strings: a spec is data (it is stored with every run, shared in
+notebooks, sent to the REST API), so it may point a model at another server
+with ``?base_url=`` but it cannot take a key along. A model whose ``base_url``
+comes from its spec string is not given the provider's usual environment
+variable (``OPENAI_API_KEY``, ``ANTHROPIC_API_KEY``) unless that base URL is the
+one it would use anyway (its configured base URL, ``OPENAI_BASE_URL`` /
+``ANTHROPIC_BASE_URL``, or the provider's own); its key must come from
+``key_env`` or ``api_key`` in ``maquina.toml``, :func:`configure_model` or
+``resolve_model`` keywords. A ``base_url`` in a config table or in code is
+configuration, and keeps the usual key.
 """
 
 from __future__ import annotations
@@ -391,12 +402,21 @@ class ModelFactory:
         module_name, class_name = _PROVIDERS[provider]
         cls = getattr(importlib.import_module(module_name), class_name)
         if provider in _REMOTE:
+            # A base_url from the spec string is kept apart: it may not receive
+            # the environment's key (see the module docstring).
+            spec_base_url = options.pop("base_url", None)
             settings = (
                 settings.merged(**{**options, **overrides})
                 if (options or overrides)
                 else settings
             )
-            model: BaseAIModel = cls(name, spec=spec, settings=settings, clock=clock)
+            model: BaseAIModel = cls(
+                name,
+                spec=spec,
+                settings=settings,
+                clock=clock,
+                spec_base_url=None if "base_url" in overrides else spec_base_url,
+            )
             return model
         try:
             offline: BaseAIModel = cls(name, spec=spec, **{**options, **overrides})

@@ -81,11 +81,16 @@ def _check_models(specs: list[str]) -> None:
 
     A request naming an unknown model, or one whose key the server lacks, then
     answers 422 naming its index instead of starting a run that can only fail.
+    Specs with ``?options`` and replay files are refused first (``_specs``).
     """
     from maquina_nb.errors import MaquinaError
     from maquina_nb.providers import check_credentials, resolve_model
+    from maquina_nb.server._specs import api_spec_problem
 
     for index, spec in enumerate(specs):
+        problem = api_spec_problem(spec)
+        if problem is not None:
+            raise StartRunError(("body", "models", index), problem)
         try:
             resolve_model(spec)
             status = check_credentials([spec], live=False).iloc[0]
