@@ -353,6 +353,7 @@ def build_items(
     over: Any = None,
     namespace: Mapping[str, Any] | None = None,
     extra_sources: Sequence[str] = (),
+    warn_missing: bool = True,
 ) -> list[TemplateItem]:
     """Render ``prompt`` into the items of a run.
 
@@ -369,6 +370,8 @@ def build_items(
         extra_sources: other templates rendered with the same context (the
             system prompt), checked for undefined variables up front too;
             rendered into each item's ``extra``.
+        warn_missing: log the warning about missing values in ``over``
+            (off for a check that is followed by the real rendering).
 
     Returns:
         The items in order, with the variables each one used.
@@ -426,7 +429,8 @@ def build_items(
 
     # With row["…"] any column may be read: record them all.
     used_columns = list(columns) if whole_row else [c for c in columns if c in wanted]
-    _warn_missing(rows, used_columns)
+    if warn_missing:
+        _warn_missing(rows, used_columns)
     items = []
     for index, (label, row) in enumerate(zip(labels, rows, strict=True)):
         context: dict[str, Any] = {c: row[c] for c in used_columns}

@@ -122,6 +122,7 @@ def _prepare(
             system=options.system,
             samples=options.samples,
             parameters=_parameters(options),
+            warn_missing=False,  # orchestrate() plans again and warns then
         )
     except (ConfigurationError, UnknownModelError, ReplayMissError) as exc:
         raise UsageError(str(exc)) from None

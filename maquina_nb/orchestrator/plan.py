@@ -219,6 +219,7 @@ def make_plan(
     system: str | None = None,
     samples: int = 1,
     parameters: Mapping[str, Any] | None = None,
+    warn_missing: bool = True,
 ) -> Plan:
     """Resolve models, render items and lay out every request of a run.
 
@@ -233,6 +234,8 @@ def make_plan(
         samples: how many answers to ask of each model per item.
         parameters: ``temperature``, ``max_tokens``, ``top_p``, ``stop``,
             ``seed`` and ``extra`` (provider-specific).
+        warn_missing: warn about missing values in ``over`` (off when the
+            plan only checks the input of a run that plans again).
 
     Raises:
         ConfigurationError: bad samples, models or template (TemplateError).
@@ -246,7 +249,11 @@ def make_plan(
 
     # Render first: template errors are the commonest and need no model.
     items = build_items(
-        prompt, over=over, namespace=namespace, extra_sources=[system] if system else []
+        prompt,
+        over=over,
+        namespace=namespace,
+        extra_sources=[system] if system else [],
+        warn_missing=warn_missing,
     )
     resolved = resolve_models(models)
     check_models_usable(resolved)

@@ -509,3 +509,16 @@ def test_a_run_displays_as_the_static_table(ip: InteractiveShell) -> None:
     data, _metadata = ip.display_formatter.format(run)
     assert "text/html" not in data
     ip.extension_manager.load_extension("maquina_nb")
+
+
+def test_missing_values_in_over_are_warned_about_once_per_cell(
+    ip: InteractiveShell, caplog: pytest.LogCaptureFixture
+) -> None:
+    ip.run_cell("import pandas as pd\ndf = pd.DataFrame({'q': ['a', None]})")
+
+    with caplog.at_level("WARNING", logger="maquina_nb.templating"):
+        ip.run_cell_magic("orchestrate", "-m echo --over df", "Q: {{ q }}")
+
+    warnings = [r for r in caplog.records if "missing values" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "'q' (1 of 2 rows)" in warnings[0].getMessage()
