@@ -12,11 +12,13 @@ __all__ = [
     "ENDED",
     "ERROR_CAP",
     "MAX_NOTICES",
+    "MAX_TURNS",
     "PROMPT_CAP",
     "Slot",
     "final_status",
     "new_cell",
     "prompt_of",
+    "turns_of",
 ]
 
 DEFAULT_DISPLAY_CAP = 20_000
@@ -61,12 +63,24 @@ class Slot:
     response_id: str | None = None
 
 
+MAX_TURNS = 20
+"""User turns of an item, and earlier assistant turns of an answer, kept for display."""
+
+
 def prompt_of(item: Any) -> tuple[int | None, str]:
     """Return ``(item_index or None, prompt)`` of a prompt string or item mapping."""
     if isinstance(item, Mapping):
         index = item.get("item_index", item.get("index"))
         return (int(index) if index is not None else None), str(item.get("prompt", ""))
     return None, str(item)
+
+
+def turns_of(item: Any) -> list[str]:
+    """Return the user turns of an item: its ``turns``, else just its prompt."""
+    turns = item.get("turns") if isinstance(item, Mapping) else None
+    if isinstance(turns, (list, tuple)) and turns:
+        return [str(turn)[:PROMPT_CAP] for turn in turns[:MAX_TURNS]]
+    return [prompt_of(item)[1][:PROMPT_CAP]]
 
 
 def new_cell(
@@ -92,6 +106,7 @@ def new_cell(
         "input_tokens": None,
         "output_tokens": None,
         "cost_usd": None,
+        "turns": [],
         "stored": False,
         "feedback": {"thumbs": 0, "rating": None, "comment": ""},
     }

@@ -29,11 +29,13 @@ from maquina_nb.notebook._cells import (
     ENDED,
     ERROR_CAP,
     MAX_NOTICES,
+    MAX_TURNS,
     PROMPT_CAP,
     Slot,
     final_status,
     new_cell,
     prompt_of,
+    turns_of,
 )
 from maquina_nb.orchestrator.events import (
     Event,
@@ -118,6 +120,8 @@ class ComparisonState:
                 {
                     "index": position if index is None else index,
                     "prompt": prompt[:PROMPT_CAP],
+                    # Every user turn (one for most items, two for MT-Bench).
+                    "turns": turns_of(item),
                 }
             )
 
@@ -275,6 +279,11 @@ class ComparisonState:
             input_tokens=event.input_tokens,
             output_tokens=event.output_tokens,
             cost_usd=event.cost_usd,
+            # The earlier assistant turns (the answer to turn 1 of an MT-Bench item).
+            turns=[
+                str(turn)[: self.display_cap]
+                for turn in event.assistant_turns[-MAX_TURNS:]
+            ],
             stored=event.response_id is not None,
         )
         self._add_cost(event.cost_usd)
@@ -303,11 +312,14 @@ class ComparisonState:
             self._cost += cost
 
     def _on_run_started(self, event: RunStarted) -> None:
-        prompts = [prompt_of(item)[1][:PROMPT_CAP] for item in event.items]
+        shown = [(item["prompt"], item["turns"]) for item in self.items]
+        announced = [
+            (prompt_of(item)[1][:PROMPT_CAP], turns_of(item)) for item in event.items
+        ]
         if (
             list(event.models) != self.models
             or event.samples != self.samples
-            or prompts != [item["prompt"] for item in self.items]
+            or announced != shown
         ):
             self._layout(event.models, event.items, event.samples)
         self.header.update(

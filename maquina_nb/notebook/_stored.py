@@ -48,21 +48,23 @@ def _number(value: Any) -> Any:
     return value
 
 
-def _prompt(messages: Any) -> str:
-    """Return the text of the last user turn of a stored message list."""
-    for message in reversed(messages or []):
-        if not isinstance(message, Mapping) or message.get("role") != "user":
-            continue
-        content = message.get("content")
-        if isinstance(content, str):
-            return content
-        if isinstance(content, list):
-            return "".join(
-                str(part.get("text", ""))
-                for part in content
-                if isinstance(part, Mapping)
-            )
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(
+            str(part.get("text", "")) for part in content if isinstance(part, Mapping)
+        )
     return ""
+
+
+def _turns(messages: Any, role: str) -> list[str]:
+    """Return the texts of every ``role`` turn of a stored message list, in order."""
+    return [
+        _text(message.get("content"))
+        for message in messages or []
+        if isinstance(message, Mapping) and message.get("role") == role
+    ]
 
 
 def _event_of(run_id: str, response: Any) -> Event:
@@ -91,6 +93,7 @@ def _event_of(run_id: str, response: Any) -> Event:
         cost_usd=_number(response.cost_usd),
         latency_s=_number(response.latency_s),
         ttft_s=_number(response.ttft_s),
+        assistant_turns=tuple(_turns(response.messages, "assistant")),
     )
 
 
@@ -105,16 +108,26 @@ def load_stored_run(repository: Repository, run_id: str) -> StoredRun:
         run.responses, key=lambda r: (r.item_index, r.sample_index, r.id)
     )
 
-    prompts: dict[int, str] = {}
+    # An item's user turns, as RunStarted gives them: the longest conversation
+    # stored for it (a response that failed on turn 1 holds turn 1 only).
+    turns: dict[int, list[str]] = {}
     for response in responses:
-        if response.item_index not in prompts:
-            prompts[response.item_index] = _prompt(response.messages)
-    count = max([run.item_count, *(index + 1 for index in prompts)])
+        asked = _turns(response.messages, "user")
+        if len(asked) > len(turns.get(response.item_index, [])):
+            turns[response.item_index] = asked
+    count = max([run.item_count, *(index + 1 for index in turns)])
     stored = StoredRun(
         name=run.name or None,
         status=run.status,
         models=list(run.models),
-        items=[{"item_index": i, "prompt": prompts.get(i, "")} for i in range(count)],
+        items=[
+            {
+                "item_index": i,
+                "prompt": (turns.get(i) or [""])[0],
+                "turns": turns.get(i) or [""],
+            }
+            for i in range(count)
+        ],
         samples=run.samples,
         max_cost_usd=run.max_cost_usd,
         estimated_cost_usd=run.estimated_cost_usd,

@@ -44,8 +44,9 @@ _CELL_STYLE = (
 )
 _TD = f'<td style="{_CELL_STYLE}">'
 _TH = f'<th style="{_CELL_STYLE}; background: var(--jp-layout-color2, #f3f3f3)">'
-_PROMPT_TD = f'<td style="{_CELL_STYLE}; white-space: pre-wrap; width: 22%">'
+_PROMPT_TD = f'<td style="{_CELL_STYLE}; width: 22%">'
 _INDEX_TD = f'<td style="{_CELL_STYLE}; width: 2.5em">'
+_PRE = ' style="white-space: pre-wrap"'
 # Long answers scroll inside their cell instead of stretching the row.
 _SCROLL = '<div style="max-height: 30em; overflow: auto">'
 
@@ -125,6 +126,39 @@ def _answer_html(cell: Mapping[str, Any]) -> str:
     return f'<div style="white-space: pre-wrap">{shown}</div>'
 
 
+def _turns(item: Mapping[str, Any]) -> list[str]:
+    return list(item.get("turns") or [item.get("prompt", "")])
+
+
+def _prompt_html(item: Mapping[str, Any]) -> str:
+    """Return the prompt cell: the prompt, or each user turn under its number."""
+    turns = _turns(item)
+    if len(turns) == 1:
+        return f"<div{_PRE}>{escape_text(turns[0][:_MAX_STATIC_TEXT])}</div>"
+    return "".join(
+        f"<div><strong>Turn {number}</strong></div>"
+        f"<div{_PRE}>{escape_text(turn[:_MAX_STATIC_TEXT])}</div>"
+        for number, turn in enumerate(turns, start=1)
+    )
+
+
+def _earlier_turns_html(cell: Mapping[str, Any]) -> str:
+    """Return the answers to earlier turns, each folded under "Turn N answer"."""
+    turns = cell.get("turns") or []
+    if not turns:
+        return ""
+    folded = "".join(
+        f"<details><summary>Turn {number} answer</summary>"
+        f"<div{_PRE}>{escape_text(_cut(str(turn)))}</div></details>"
+        for number, turn in enumerate(turns, start=1)
+    )
+    return f"{folded}<div><small>Turn {len(turns) + 1} answer</small></div>"
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= _MAX_STATIC_TEXT else text[:_MAX_STATIC_TEXT] + " …"
+
+
 def _cell_html(cell: Mapping[str, Any], best: bool) -> str:
     lines = [f"<strong>[{escape_text(status_label(cell))}]</strong>"]
     if cell.get("model"):
@@ -136,6 +170,7 @@ def _cell_html(cell: Mapping[str, Any], best: bool) -> str:
         lines.append(f"<br><small>{escape_text(metrics)}</small>")
     if cell.get("status") == "failed" and cell.get("error_message"):
         lines.append(f"<br><small>{escape_text(cell['error_message'])}</small>")
+    lines.append(_earlier_turns_html(cell))
     lines.append(f"{_SCROLL}{_answer_html(cell)}</div>")
     feedback = _feedback(cell)
     if feedback:
@@ -201,9 +236,7 @@ def render_static_html(snapshot: Mapping[str, Any]) -> str:
     for item in snapshot["items"][:MAX_STATIC_ITEMS]:
         index = item["index"]
         out.append(f"<tr>{_INDEX_TD}{index}</td>")
-        out.append(
-            f"{_PROMPT_TD}{_SCROLL}{escape_text(item['prompt'][:_MAX_STATIC_TEXT])}</div></td>"
-        )
+        out.append(f"{_PROMPT_TD}{_SCROLL}{_prompt_html(item)}</div></td>")
         for position in range(len(columns)):
             cells = sorted(
                 rows.get(index, {}).get(position, []), key=lambda cell: cell["sample"]
@@ -236,7 +269,15 @@ def render_static_text(snapshot: Mapping[str, Any], *, max_items: int = 10) -> s
         return f"{label}: refused: {_one_line(run.get('refusal') or '', 300)}"
     lines = [f"{label}: {_summary(run)}"]
     for item in snapshot["items"][:max_items]:
-        lines.append(f"[{item['index']}] {_one_line(item['prompt'], 70)}")
+        turns = _turns(item)
+        if len(turns) == 1:
+            lines.append(f"[{item['index']}] {_one_line(turns[0], 70)}")
+        else:
+            lines.append(f"[{item['index']}] Turn 1: {_one_line(turns[0], 70)}")
+            lines.extend(
+                f"    Turn {number}: {_one_line(turn, 70)}"
+                for number, turn in enumerate(turns[1:], start=2)
+            )
         for position, column in enumerate(columns):
             for cell in sorted(
                 rows.get(item["index"], {}).get(position, []), key=lambda c: c["sample"]

@@ -58,8 +58,9 @@ class RunStarted(Event):
     models: tuple[str, ...]
     """Model specs, in column order."""
     items: tuple[dict[str, Any], ...]
-    """Per item: ``item_index``, ``prompt`` (the last user turn, rendered) and
-    ``variables``."""
+    """Per item: ``item_index``, ``prompt`` (the first user turn, rendered),
+    ``turns`` (every user turn, rendered, in order: two or more for MT-Bench
+    items and conversations) and ``variables``."""
     samples: int
     total: int
     """Number of responses the run will produce (items x models x samples)."""
@@ -109,6 +110,10 @@ class ResponseFinished(Event):
     cost_usd: float | None = None
     latency_s: float | None = None
     ttft_s: float | None = None
+    assistant_turns: tuple[str, ...] = ()
+    """The assistant turns of the conversation before ``text``, in order: the
+    model's own answers to the earlier turns of an MT-Bench item (or those the
+    prompt gave); empty for a single-turn item."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -139,6 +139,9 @@ class Execution:
                     {
                         "item_index": i.item_index,
                         "prompt": i.prompt,
+                        "turns": [
+                            m["content"] for m in i.messages if m["role"] == "user"
+                        ],
                         "variables": i.variables,
                     }
                     for i in self.plan.items
@@ -440,6 +443,11 @@ def _finished_event(row: dict[str, Any], saved: bool) -> ev.Event:
             cost_usd=row["cost_usd"],
             latency_s=row["latency_s"],
             ttft_s=row["ttft_s"],
+            assistant_turns=tuple(
+                str(m.get("content") or "")
+                for m in row["messages"] or ()
+                if m.get("role") == "assistant"
+            ),
         )
     return ev.ResponseFailed(
         **common,

@@ -472,3 +472,57 @@ def test_page_shows_no_rows_before_the_run_starts_or_when_refused(
     )
     assert tab.page_errors == []
     refused.close()
+
+
+def test_page_shows_each_turn_and_folds_earlier_answers(wired: None, tab: Any) -> None:
+    widget = ComparisonWidget(None, MODELS[:1], ["x"])
+    session = Session(tab, widget)
+    widget.handle_event(
+        RunStarted(
+            "run-t",
+            None,
+            MODELS[:1],
+            (
+                {
+                    "item_index": 0,
+                    "prompt": "Name a fruit.",
+                    "turns": ["Name a fruit.", "Spell it backwards."],
+                },
+            ),
+            1,
+            1,
+            None,
+            None,
+        )
+    )
+    widget.handle_event(
+        ResponseFinished(
+            "run-t",
+            0,
+            MODELS[0],
+            0,
+            "r1",
+            "elppa",
+            "done",
+            "stop",
+            assistant_turns=("Apple.",),
+        )
+    )
+    widget.handle_event(RunFinished("run-t", "complete", 1, 0, 1, 0.0, 1.0))
+    session.pump()
+
+    prompt = tab.locator("td.mq-prompt")
+    assert prompt.locator(".mq-turn-label").all_inner_texts() == ["Turn 1", "Turn 2"]
+    assert prompt.locator(".mq-turn").all_inner_texts() == [
+        "Name a fruit.",
+        "Spell it backwards.",
+    ]
+    cell = tab.locator('[data-key="0-0-0"]')
+    assert cell.locator(".mq-answer").inner_text().strip() == "elppa"
+    details = cell.locator("details")
+    assert details.locator("summary").inner_text() == "Turn 1 answer"
+    assert not details.locator(".mq-turn").is_visible()
+    details.locator("summary").click()
+    assert details.locator(".mq-turn").inner_text() == "Apple."
+    assert tab.page_errors == []
+    widget.close()

@@ -78,6 +78,17 @@ function setSafeHTML(node, html) {
   node.replaceChildren(template.content);
 }
 
+// The prompt cell: the prompt, or every user turn of a multi-turn item under its number.
+function fillPrompt(node, item) {
+  const turns = item.turns && item.turns.length ? item.turns : [item.prompt || ""];
+  if (turns.length === 1) {
+    node.textContent = turns[0];
+    return node;
+  }
+  turns.forEach((turn, i) => node.append(el("div", "mq-turn-label", `Turn ${i + 1}`), el("div", "mq-turn", turn)));
+  return node;
+}
+
 function money(value) {
   if (value === null || value === undefined) return "–";
   return `$${Number(value).toFixed(value >= 1 ? 2 : 4)}`;
@@ -484,7 +495,7 @@ class ComparisonView {
       const row = el("tr");
       const index = el("th", "mq-col-index", String(item.index));
       index.scope = "row";
-      row.append(index, el("td", "mq-prompt", item.prompt));
+      row.append(index, fillPrompt(el("td", "mq-prompt"), item));
       const byPos = this.cellsOf(item.index);
       for (let pos = 0; pos < columns.length; pos++) {
         const td = el("td", "mq-slot");
@@ -504,7 +515,7 @@ class ComparisonView {
     for (const item of items) {
       const card = el("section", "mq-card");
       card.setAttribute("aria-label", `Item ${item.index}`);
-      card.append(el("h4", "mq-card-title", `Item ${item.index}`), el("div", "mq-prompt", item.prompt));
+      card.append(el("h4", "mq-card-title", `Item ${item.index}`), fillPrompt(el("div", "mq-prompt"), item));
       const grid = el("div", "mq-card-grid");
       const byPos = this.cellsOf(item.index);
       for (const pos of [...byPos.keys()].sort((a, b) => a - b)) {
@@ -534,10 +545,11 @@ class ComparisonView {
     view.answer = el("div", "mq-answer");
     view.answer.tabIndex = 0;
     view.error = el("div", "mq-error");
+    view.turns = el("div", "mq-turns");
     view.capped = el("div", "mq-capped");
     view.full = el("pre", "mq-full");
     view.actions = this.actions(key, view);
-    view.node.append(view.head, view.error, view.answer, view.capped, view.full, view.actions.node);
+    view.node.append(view.head, view.error, view.turns, view.answer, view.capped, view.full, view.actions.node);
     this.cellViews.set(key, view);
     this.fillCell(view);
     return view;
@@ -564,6 +576,7 @@ class ComparisonView {
     head.push(el("span", "mq-metrics", metrics(cell)));
     view.head.replaceChildren(...head);
 
+    this.fillTurns(view, cell.turns || []);
     view.error.hidden = !(cell.status === "failed" && cell.error_message);
     view.error.textContent = view.error.hidden ? "" : cell.error_message;
 
@@ -602,6 +615,21 @@ class ComparisonView {
     view.full.hidden = full === undefined;
     view.full.textContent = full === undefined ? "" : full;
     this.fillActions(view, cell);
+  }
+
+  // Answers to the earlier turns of a multi-turn item, folded; redrawn only when
+  // they change, so a rater's open <details> stays open while others stream.
+  fillTurns(view, turns) {
+    const shown = JSON.stringify(turns);
+    if (view.shownTurns === shown) return;
+    view.shownTurns = shown;
+    view.turns.replaceChildren(...turns.map((text, i) => {
+      const details = el("details", "mq-turn-answer");
+      details.append(el("summary", null, `Turn ${i + 1} answer`), el("div", "mq-turn", text));
+      return details;
+    }));
+    if (turns.length) view.turns.append(el("div", "mq-turn-label", `Turn ${turns.length + 1} answer`));
+    view.turns.hidden = !turns.length;
   }
 
   actions(key, view) {
