@@ -83,7 +83,9 @@ class MaquinaMagics(Magics):
         dest="over",
         metavar="VAR",
         help="Name of a pandas DataFrame in the notebook; the cell body is "
-        "rendered once per row, with the columns as template variables.",
+        "rendered once per row, with the columns as its only template variables "
+        "(notebook variables are not used); a column whose name is not an "
+        "identifier is {{ row['my col'] }}.",
     )
     @argument(
         "--system",
