@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from maquina_nb._redact import get_logger
 from maquina_nb.orchestrator import events as ev
-from maquina_nb.orchestrator.budget import SpendTracker
+from maquina_nb.orchestrator.budget import SpendTracker, worst_case_cost
 from maquina_nb.orchestrator.dispatch import EventBus, ProgressBar, progress_wanted
 from maquina_nb.orchestrator.plan import Plan, PlannedRequest
 from maquina_nb.orchestrator.rows import (
@@ -62,6 +62,11 @@ class Execution:
             m: deque() for m in plan.models
         }
         self._in_flight: dict[str, int] = dict.fromkeys(plan.models, 0)
+        # Budget: worst-case cost per request object, and a signal when one settles.
+        self._worst: dict[tuple[str, int], tuple[float | None, int, str]] = {}
+        self._settled = asyncio.Event()
+        self._outstanding = 0
+        self.notice: str | None = None
         self._started = 0.0
         self._warned: set[str] = set()
 
@@ -105,16 +110,29 @@ class Execution:
             await asyncio.gather(*workers, return_exceptions=True)
 
         # Whatever was never sent: skipped by the budget, or cancelled.
+        unsent = 0
         for queue in self._pending.values():
             while queue:
                 planned = queue.popleft()
                 if cancelled:
                     row = unsent_row(self.run_id, planned, "cancelled")
                 else:
+                    unsent += 1
                     row = unsent_row(
-                        self.run_id, planned, "skipped", self.spend.max_cost
+                        self.run_id,
+                        planned,
+                        "skipped",
+                        self.spend.max_cost,
+                        message=self._skip_message(planned),
                     )
                 self._finish(planned, row)
+        if unsent:
+            self.notice = (
+                f"max_cost=${self.spend.max_cost or 0:.4f} stopped the run: {unsent} of "
+                f"{plan.total} requests were not sent (spent ${self.spend.spent:.4f}); "
+                "raise max_cost or set max_tokens, then run it again to ask the rest."
+            )
+            logger.warning("run %s: %s", self.run_id, self.notice)
 
         try:
             await self._close(cancelled)
@@ -153,28 +171,73 @@ class Execution:
             )
         )
 
-    def _next(self) -> PlannedRequest | None:
+    def _worst_case(self, planned: PlannedRequest) -> tuple[float | None, int, str]:
+        if self.spend.max_cost is None:
+            return None, 0, ""
+        # Samples share one request object: price it once per model.
+        key = (planned.model_spec, id(planned.request))
+        known = self._worst.get(key)
+        if known is None:
+            known = self._worst[key] = worst_case_cost(planned)
+        return known
+
+    def _skip_message(self, planned: PlannedRequest) -> str | None:
+        """Why an unsent request was skipped, when not simply spend reaching max_cost."""
         if self.spend.exhausted:
             return None
-        best: str | None = None
-        for label, queue in self._pending.items():
-            if queue and (
-                best is None or self._in_flight[label] < self._in_flight[best]
-            ):
-                best = label
-        return None if best is None else self._pending[best].popleft()
+        cost, tokens, source = self._worst_case(planned)
+        return (
+            f"Not sent: its worst-case cost ${cost or 0:.4f} ({tokens:,} output "
+            f"tokens, {source}) is more than the ${self.spend.left:.4f} left of "
+            f"max_cost=${self.spend.max_cost or 0:.4f}; set max_tokens to bound it "
+            "or raise max_cost."
+        )
+
+    async def _next(self) -> tuple[PlannedRequest, float | None] | None:
+        """Take the next request whose worst-case cost fits the budget, and reserve it.
+
+        Models with the fewest requests in flight go first. When nothing fits
+        but requests are in flight, wait for one to settle and look again.
+        """
+        while True:
+            if self.spend.exhausted:
+                return None
+            labels = sorted(
+                (label for label, queue in self._pending.items() if queue),
+                key=self._in_flight.__getitem__,
+            )
+            if not labels:
+                return None
+            for label in labels:
+                planned = self._pending[label][0]
+                amount = self._worst_case(planned)[0]
+                if self.spend.fits(amount):
+                    self._pending[label].popleft()
+                    self.spend.reserve(amount)
+                    self._outstanding += 1
+                    return planned, amount
+            if not self._outstanding:
+                return None
+            self._settled.clear()
+            await self._settled.wait()
 
     async def _worker(self) -> None:
         while True:
-            planned = self._next()
-            if planned is None:
+            taken = await self._next()
+            if taken is None:
+                # Others may be waiting for room that will not come now.
+                self._settled.set()
                 return
+            planned, amount = taken
             self._in_flight[planned.model_spec] += 1
             try:
                 row = await self._answer(planned)
             finally:
                 self._in_flight[planned.model_spec] -= 1
+                self._outstanding -= 1
+                self.spend.release(amount)
             self._finish(planned, row)
+            self._settled.set()
 
     async def _answer(self, planned: PlannedRequest) -> dict[str, Any]:
         """Ask one planned request (all its turns); return its row."""
@@ -338,6 +401,7 @@ class Execution:
             repository=self.owner.repository,
             unsaved=self.writer.unsaved,
         )
+        self.result.notice = self.notice
         remember(self.result)
         totals = self.result.totals
         try:
@@ -370,6 +434,8 @@ class Execution:
                         "cancelled": totals.cancelled,
                         "cached": totals.cached,
                         "unsaved": self.writer.unsaved,
+                        "budget_stopped": self.notice is not None,
+                        "notice": self.notice,
                     },
                 )
             )

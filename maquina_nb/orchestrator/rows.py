@@ -221,15 +221,24 @@ def error_row(
 
 
 def unsent_row(
-    run_id: str, planned: PlannedRequest, status: str, max_cost: float | None = None
+    run_id: str,
+    planned: PlannedRequest,
+    status: str,
+    max_cost: float | None = None,
+    *,
+    message: str | None = None,
 ) -> dict[str, Any]:
-    """Return the row of a request never sent: ``skipped`` (budget) or ``cancelled``."""
+    """Return the row of a request never sent: ``skipped`` (budget) or ``cancelled``.
+
+    ``message`` replaces the default "spend reached max_cost" of a skipped row.
+    """
     row = _base(run_id, planned)
     if status == "skipped":
         row.update(
             status="skipped",
             error_kind="budget",
-            error_message=f"Not sent: spend reached max_cost=${max_cost or 0:.4f}.",
+            error_message=message
+            or f"Not sent: spend reached max_cost=${max_cost or 0:.4f}.",
         )
     else:
         row.update(
