@@ -47,6 +47,9 @@ _TH = f'<th style="{_CELL_STYLE}; background: var(--jp-layout-color2, #f3f3f3)">
 _PROMPT_TD = f'<td style="{_CELL_STYLE}; width: 22%">'
 _INDEX_TD = f'<td style="{_CELL_STYLE}; width: 2.5em">'
 _PRE = ' style="white-space: pre-wrap"'
+_FOLDED = ' style="white-space: pre-wrap; max-height: 16em; overflow: auto"'
+# nbconvert's classic template makes <summary> a block, hiding its disclosure marker.
+_SUMMARY = ' style="display: list-item; cursor: pointer"'
 # Long answers scroll inside their cell instead of stretching the row.
 _SCROLL = '<div style="max-height: 30em; overflow: auto">'
 
@@ -148,8 +151,8 @@ def _earlier_turns_html(cell: Mapping[str, Any]) -> str:
     if not turns:
         return ""
     folded = "".join(
-        f"<details><summary>Turn {number} answer</summary>"
-        f"<div{_PRE}>{escape_text(_cut(str(turn)))}</div></details>"
+        f"<details><summary{_SUMMARY}>Turn {number} answer</summary>"
+        f"<div{_FOLDED}>{escape_text(_cut(str(turn)))}</div></details>"
         for number, turn in enumerate(turns, start=1)
     )
     return f"{folded}<div><small>Turn {len(turns) + 1} answer</small></div>"
