@@ -43,7 +43,12 @@ from maquina_nb._redact import get_logger
 from maquina_nb.errors import ConfigurationError, UnknownModelError
 from maquina_nb.providers.base import BaseAIModel
 from maquina_nb.providers.retry import Clock
-from maquina_nb.providers.settings import ModelSettings, configured_models, settings_for
+from maquina_nb.providers.settings import (
+    ModelSettings,
+    configured_models,
+    refuse_secret_options,
+    settings_for,
+)
 
 __all__ = [
     "ALIASES",
@@ -345,8 +350,16 @@ class ModelFactory:
         if not isinstance(spec, str) or not spec.strip():
             raise UnknownModelError(repr(spec), [])
         spec = spec.strip()
+        if isinstance(overrides.get("api_key"), str):
+            from maquina_nb._redact import register_secret
+
+            register_secret(overrides["api_key"])
+        # Keys never ride in a spec string: refused before it is echoed anywhere.
+        refuse_secret_options(spec, parse_qsl(spec.partition("?")[2]))
         tables = configured_models(self._config)
         target, table_names = self._chain(spec, tables)
+        if target != spec:
+            refuse_secret_options(target, parse_qsl(target.partition("?")[2]))
         merged = settings_for(
             table_names,
             {n: {k: v for k, v in t.items() if k != "spec"} for n, t in tables.items()},

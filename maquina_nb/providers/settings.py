@@ -19,15 +19,22 @@ a table under ``[models]``, named by an alias or by its spec::
     parameters = { temperature = 0.2 }
     input_price_per_mtok = 2.5        # price override, USD per million tokens
     output_price_per_mtok = 10
+
+Keys never go in a spec string (``openai:gpt-4o?api_key=...`` is refused: specs
+are stored with every run and shown in tables); name the variable holding the key
+with ``key_env``. A key given as ``api_key`` in a table or in code is registered
+with :func:`~maquina_nb._redact.register_secret` as soon as it is read.
 """
 
 from __future__ import annotations
 
 import difflib
+import re
 import threading
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
+from maquina_nb._redact import register_secret
 from maquina_nb.errors import ConfigurationError
 
 __all__ = ["ModelSettings", "configure_model", "configured_models", "settings_for"]
@@ -120,6 +127,63 @@ def check_names(values: dict[str, Any], *, where: str) -> None:
             )
 
 
+# Option names that hold (or name) a credential: whole words of the name.
+_SECRET_WORDS = frozenset(
+    {
+        "key",
+        "keys",
+        "apikey",
+        "token",
+        "secret",
+        "password",
+        "passwd",
+        "pwd",
+        "auth",
+        "authorization",
+        "bearer",
+        "credential",
+        "credentials",
+    }
+)
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+def is_secret_name(name: str) -> bool:
+    """Tell whether an option called ``name`` would carry a key or names one."""
+    lowered = name.lower()
+    words = set(_WORD.findall(lowered))
+    return bool(words & _SECRET_WORDS) or any(
+        part in lowered for part in ("apikey", "secret", "password")
+    )
+
+
+def refuse_secret_options(spec: str, options: list[tuple[str, str]]) -> None:
+    """Refuse a spec string whose options carry a key, without repeating it.
+
+    Raises:
+        ConfigurationError: an option such as ``api_key``, ``key_env`` or
+            ``token`` is in the spec; its value is registered as a secret.
+    """
+    secret = [name for name, _ in options if is_secret_name(name)]
+    if not secret:
+        return
+    for name, value in options:
+        if name in secret:
+            register_secret(value)
+    base = spec.partition("?")[0]
+    raise ConfigurationError(
+        f"The spec {base + '?...'!r} carries {secret[0]!r}, and keys never go in a "
+        "model spec (it is stored with the run); set key_env (or api_key) for the "
+        "model in maquina.toml or configure_model instead."
+    )
+
+
+def _register_key(table: dict[str, Any]) -> None:
+    key = table.get("api_key")
+    if isinstance(key, str):
+        register_secret(key)
+
+
 _code_settings: dict[str, dict[str, Any]] = {}
 _lock = threading.Lock()
 
@@ -137,6 +201,7 @@ def configure_model(name: str, **settings: Any) -> None:
         configure_model("fast", spec="openai:gpt-4o-mini", requests_per_minute=100)
     """
     check_names(settings, where=f"configure_model({name!r})")
+    _register_key(settings)
     with _lock:
         _code_settings.setdefault(name, {}).update(settings)
 
@@ -162,6 +227,7 @@ def configured_models(
                 f"The [models.{name}] entry in the config file is not a table; "
                 "write it as [models.NAME] with settings under it."
             )
+        _register_key(table)
         check_names(table, where=f"[models.{name}]")
         tables[name] = dict(table)
     with _lock:
