@@ -13,12 +13,12 @@ from maquina_nb._redact import get_logger, redact, register_secret
     ("text", "expected"),
     [
         pytest.param(
-            "key sk-test-SECRETSECRET!",
+            "key sk-test-Qw7RedactOnlyHere!",
             "key sk-<redacted>!",
             id="openai-key",
         ),
         pytest.param(
-            "key sk-ant-api03-SECRETSECRET",
+            "key sk-ant-api03-Qw7RedactOnlyHere",
             "key sk-<redacted>",
             id="anthropic-key",
         ),
@@ -64,7 +64,7 @@ def test_logger_filter_redacts_messages_and_arguments(
     logger = get_logger("maquina_nb.tests.redact")
 
     with caplog.at_level(logging.DEBUG, logger="maquina_nb"):
-        logger.debug("calling with %s", "sk-test-SECRETSECRET")
+        logger.debug("calling with %s", "sk-test-Qw8RedactOnlyHere")
 
     assert caplog.record_tuples == [
         ("maquina_nb.tests.redact", logging.DEBUG, "calling with sk-<redacted>")
