@@ -31,6 +31,7 @@ MAX_STATIC_ITEMS = 50
 # A sentence ends at . ! or ? before a space and a capital letter (so "e.g. x",
 # "v1.2" or "api.openai.com" do not end one).
 _SENTENCE_END = re.compile(r"[.!?](?=\s+[A-Z])")
+_UNANSWERED = ("failed", "skipped", "cancelled")
 _MAX_STATIC_HTML = 8_000
 _MAX_STATIC_TEXT = 3_000
 
@@ -107,6 +108,11 @@ def _feedback(cell: Mapping[str, Any]) -> str:
     return " · ".join(parts)
 
 
+def _explained(cell: Mapping[str, Any]) -> bool:
+    """Whether a cell that got no full answer carries the message saying why."""
+    return cell.get("status") in _UNANSWERED and bool(cell.get("error_message"))
+
+
 def _answer_html(cell: Mapping[str, Any]) -> str:
     rendered = cell.get("html")
     if rendered and len(rendered) <= _MAX_STATIC_HTML:
@@ -120,7 +126,7 @@ def _answer_html(cell: Mapping[str, Any]) -> str:
     else:
         text = str(cell.get("text") or "")
     if not text:
-        if cell.get("status") == "failed" and cell.get("error_message"):
+        if _explained(cell):
             return ""  # the message above says why; "(Failed.)" would repeat it
         placeholder = PLACEHOLDERS.get(str(cell.get("status")), "")
         return f"<em>{escape_text(placeholder)}</em>" if placeholder else ""
@@ -171,7 +177,7 @@ def _cell_html(cell: Mapping[str, Any], best: bool) -> str:
     metrics = _metrics(cell)
     if metrics:
         lines.append(f"<br><small>{escape_text(metrics)}</small>")
-    if cell.get("status") == "failed" and cell.get("error_message"):
+    if _explained(cell):
         lines.append(f"<br><small>{escape_text(cell['error_message'])}</small>")
     lines.append(_earlier_turns_html(cell))
     lines.append(f"{_SCROLL}{_answer_html(cell)}</div>")
@@ -300,11 +306,14 @@ def render_static_text(snapshot: Mapping[str, Any], *, max_items: int = 10) -> s
 
 def _text_of_cell(cell: Mapping[str, Any], answer: str) -> str:
     """Return one cell as ``[status] answer``; a failure leads with why it failed."""
-    if cell.get("status") != "failed":
+    status = cell.get("status")
+    if status not in _UNANSWERED:
         return f"[{status_label(cell)}] {_one_line(answer, 60)}".rstrip()
-    kind = cell.get("error_kind") or "error"
+    label = (
+        f"failed: {cell.get('error_kind') or 'error'}" if status == "failed" else status
+    )
     reason = _one_line(first_sentence(str(cell.get("error_message") or "")), 120)
-    line = f"[failed: {kind}] {reason}".rstrip()
+    line = f"[{label}] {reason}".rstrip()
     if answer:
         line += f" — {_one_line(answer, 60)}"
     return line

@@ -526,3 +526,26 @@ def test_page_shows_each_turn_and_folds_earlier_answers(wired: None, tab: Any) -
     assert details.locator(".mq-turn").inner_text() == "Apple."
     assert tab.page_errors == []
     widget.close()
+
+
+def test_page_says_once_why_an_answer_was_skipped(wired: None, tab: Any) -> None:
+    widget = ComparisonWidget("run-s", MODELS[:1], ["p"])
+    session = Session(tab, widget)
+    widget.handle_event(
+        ResponseFailed(
+            "run-s",
+            0,
+            MODELS[0],
+            0,
+            "r1",
+            "skipped",
+            "budget",
+            "Not sent: its worst-case cost is more than what is left.",
+        )
+    )
+    session.pump()
+
+    text = tab.locator('[data-key="0-0-0"]').inner_text()
+    assert text.count("Not sent: its worst-case cost") == 1
+    assert "(Skipped" not in text
+    widget.close()

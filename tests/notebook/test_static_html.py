@@ -167,3 +167,36 @@ def test_refused_run_shows_why_instead_of_rows() -> None:
     assert "Waiting to be sent" not in shown
     assert widget.state.snapshot()["run"]["finished"] is True
     widget.close()
+
+
+def test_skipped_and_cancelled_answers_say_why_once() -> None:
+    state = ComparisonState("r", ["m1", "m2"], ["p"])
+    state.apply(
+        ResponseFailed(
+            "r",
+            0,
+            "m1",
+            0,
+            "x",
+            "skipped",
+            "budget",
+            "Not sent: its worst-case cost $0.40 is more than the $0.10 left. Raise it.",
+        )
+    )
+    state.apply(
+        ResponseFailed(
+            "r", 0, "m2", 0, "y", "cancelled", "cancelled", "Interrupted.", "Half a"
+        )
+    )
+
+    lines = render_static_text(state.snapshot()).splitlines()
+    shown = visible_text(render_static_html(state.snapshot()))
+
+    assert lines[-2] == (
+        "    m1: [skipped] Not sent: its worst-case cost $0.40 is more than the "
+        "$0.10 left."
+    )
+    assert lines[-1] == "    m2: [cancelled] Interrupted. — Half a"
+    assert shown.count("Not sent: its worst-case cost") == 1
+    assert "(Skipped: the run's budget was reached first.)" not in shown
+    assert shown.count("Interrupted.") == 1

@@ -22,6 +22,7 @@ const PLACEHOLDERS = {
   cancelled: "(Cancelled before it finished.)",
   failed: "(Failed.)",
 };
+const UNANSWERED = new Set(["failed", "skipped", "cancelled"]);
 const BLOCKED_TAGS = new Set([
   "script", "style", "iframe", "object", "embed", "link", "meta", "base", "form",
   "svg", "math", "frame", "frameset", "template",
@@ -577,7 +578,8 @@ class ComparisonView {
     view.head.replaceChildren(...head);
 
     this.fillTurns(view, cell.turns || []);
-    view.error.hidden = !(cell.status === "failed" && cell.error_message);
+    const explained = UNANSWERED.has(cell.status) && Boolean(cell.error_message);
+    view.error.hidden = !explained;
     view.error.textContent = view.error.hidden ? "" : cell.error_message;
 
     if (cell.html) {
@@ -589,8 +591,7 @@ class ComparisonView {
       const text = cell.text || "";
       view.answer.classList.toggle("mq-plain", Boolean(text));
       view.answer.classList.toggle("mq-placeholder", !text);
-      // A failure's own message (above) says why; "(Failed.)" would repeat it.
-      const explained = cell.status === "failed" && cell.error_message;
+      // The message above says why; "(Failed.)" or "(Skipped…)" would repeat it.
       view.answer.textContent = text || (explained ? "" : PLACEHOLDERS[cell.status] || "");
     }
     view.answer.hidden = !cell.html && !view.answer.textContent;
