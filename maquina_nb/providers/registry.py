@@ -41,10 +41,12 @@ from urllib.parse import parse_qsl
 
 from maquina_nb._redact import get_logger
 from maquina_nb.errors import ConfigurationError, UnknownModelError
+from maquina_nb.providers._checks import checked_offline_options
 from maquina_nb.providers.base import BaseAIModel
 from maquina_nb.providers.retry import Clock
 from maquina_nb.providers.settings import (
     ModelSettings,
+    checked_settings,
     configured_models,
     refuse_secret_options,
     settings_for,
@@ -415,6 +417,7 @@ class ModelFactory:
         module_name, class_name = _PROVIDERS[provider]
         cls = getattr(importlib.import_module(module_name), class_name)
         if provider in _REMOTE:
+            options = checked_settings(options, where=f"the spec {base!r}")
             # A base_url from the spec string is kept apart: it may not receive
             # the environment's key (see the module docstring).
             spec_base_url = options.pop("base_url", None)
@@ -431,13 +434,14 @@ class ModelFactory:
                 spec_base_url=None if "base_url" in overrides else spec_base_url,
             )
             return model
-        try:
-            offline: BaseAIModel = cls(name, spec=spec, **{**options, **overrides})
-            return offline
-        except TypeError as exc:
-            raise ConfigurationError(
-                f"The model {spec!r} does not take these options: {sorted({**options, **overrides})!r} ({exc})."
-            ) from exc
+        given = {
+            **checked_offline_options(provider, options, where=f"the spec {base!r}"),
+            **checked_offline_options(
+                provider, overrides, where=f"the options of {spec!r}"
+            ),
+        }
+        offline: BaseAIModel = cls(name, spec=spec, **given)
+        return offline
 
     def _suggest(self, spec: str) -> list[str]:
         names = self.known_names()

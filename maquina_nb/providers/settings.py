@@ -36,6 +36,7 @@ from typing import Any
 
 from maquina_nb._redact import register_secret
 from maquina_nb.errors import ConfigurationError
+from maquina_nb.providers._checks import coerce_setting
 
 __all__ = ["ModelSettings", "configure_model", "configured_models", "settings_for"]
 
@@ -79,6 +80,15 @@ class ModelSettings:
     version: str | None = None
     """For custom models: a version that changes cache keys when bumped."""
 
+    def __post_init__(self) -> None:
+        # Values arrive from config files, code and spec strings: each is
+        # coerced to its type (and range-checked) once, here.
+        for name in _NAMES:
+            value = getattr(self, name)
+            checked = coerce_setting(name, value, where="the model settings")
+            if checked is not value:
+                object.__setattr__(self, name, checked)
+
     def __repr__(self) -> str:
         shown = {
             name: value
@@ -92,7 +102,7 @@ class ModelSettings:
 
     def merged(self, **overrides: Any) -> ModelSettings:
         """Return a copy with ``overrides`` applied (``parameters`` merged)."""
-        check_names(overrides, where="model settings")
+        overrides = checked_settings(overrides, where="the model settings")
         if "parameters" in overrides:
             overrides["parameters"] = {
                 **self.parameters,
@@ -184,6 +194,19 @@ def _register_key(table: dict[str, Any]) -> None:
         register_secret(key)
 
 
+def checked_settings(values: dict[str, Any], *, where: str) -> dict[str, Any]:
+    """Return ``values`` with each setting coerced to its type.
+
+    Raises:
+        ConfigurationError: an unknown name (close matches named), a value of
+            the wrong type or out of range; ``where`` says where it was given.
+    """
+    check_names(values, where=where)
+    return {
+        name: coerce_setting(name, value, where=where) for name, value in values.items()
+    }
+
+
 _code_settings: dict[str, dict[str, Any]] = {}
 _lock = threading.Lock()
 
@@ -200,8 +223,8 @@ def configure_model(name: str, **settings: Any) -> None:
 
         configure_model("fast", spec="openai:gpt-4o-mini", requests_per_minute=100)
     """
-    check_names(settings, where=f"configure_model({name!r})")
     _register_key(settings)
+    settings = checked_settings(settings, where=f"configure_model({name!r})")
     with _lock:
         _code_settings.setdefault(name, {}).update(settings)
 
@@ -228,8 +251,7 @@ def configured_models(
                 "write it as [models.NAME] with settings under it."
             )
         _register_key(table)
-        check_names(table, where=f"[models.{name}]")
-        tables[name] = dict(table)
+        tables[name] = checked_settings(table, where=f"[models.{name}]")
     with _lock:
         for name, table in _code_settings.items():
             tables[name] = {**tables.get(name, {}), **table}
