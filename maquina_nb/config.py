@@ -37,6 +37,7 @@ else:  # pragma: no cover - exercised only on Python 3.10
 
 __all__ = [
     "DEFAULT_CONCURRENCY",
+    "default_concurrency",
     "default_db_url",
     "find_project_config",
     "load_config",
@@ -118,6 +119,29 @@ def load_config(start: Path | None = None) -> dict[str, Any]:
         logger.debug("read project config %s", project_file)
 
     return config
+
+
+def default_concurrency() -> int:
+    """Return ``[defaults] concurrency`` from the config files, else 32.
+
+    Raises:
+        ConfigurationError: when the configured value is not a positive integer.
+    """
+    configured = load_config().get("defaults", {}).get("concurrency")
+    if configured is None:
+        return DEFAULT_CONCURRENCY
+    if (
+        isinstance(configured, bool)
+        or not isinstance(configured, int)
+        or configured < 1
+    ):
+        from maquina_nb.errors import ConfigurationError
+
+        raise ConfigurationError(
+            f"[defaults] concurrency must be a positive whole number, not {configured!r}; "
+            "fix it in maquina.toml or the user config file."
+        )
+    return configured
 
 
 def rater_name() -> str:

@@ -105,7 +105,7 @@ class MultiModelOrchestrator:
         db: database URL, Engine or Repository (default: ``MAQUINA_DB_URL``,
             else ``maquina.db`` in the working directory).
         concurrency: requests in flight at once across all models (default
-            :data:`maquina_nb.config.DEFAULT_CONCURRENCY`). Each model's own
+            ``[defaults] concurrency`` in the config files, else 32). Each model's own
             rate limits apply on top.
         cache: reuse stored answers to identical requests.
         replay_only: answer only from the cache; fail before sending anything
@@ -139,7 +139,7 @@ class MultiModelOrchestrator:
         on_event: Callable[[ev.Event], Any] | None = None,
         progress: bool | None = None,
     ) -> None:
-        concurrency = config.DEFAULT_CONCURRENCY if concurrency is None else concurrency
+        concurrency = config.default_concurrency() if concurrency is None else concurrency
         if (
             isinstance(concurrency, bool)
             or not isinstance(concurrency, int)
