@@ -55,6 +55,8 @@ class OrchestrateOptions:
     timeout: float | None = None
     concurrency: int | None = None
     blind: bool = False
+    judge: str | None = None
+    judge_mode: str = "pairwise"
     background: bool = False
     stream: bool = True
     db: str | None = None
@@ -239,6 +241,8 @@ def options_from_namespace(
         timeout=ns.timeout,
         concurrency=ns.concurrency,
         blind=ns.blind,
+        judge=ns.judge,
+        judge_mode=ns.judge_mode,
         background=ns.background,
         stream=not ns.no_stream,
         db=ns.db,

@@ -211,6 +211,7 @@ def run_cell(shell: Any, options: OrchestrateOptions, body: str) -> None:
     hidden = getattr(shell, "user_ns_hidden", {})
     namespace = {k: v for k, v in shell.user_ns.items() if k not in hidden}
     prepared = _prepare(options, body, namespace)
+    judge = _resolve_judge(options)
     repository = _open_repository(options.db)
     widget = ComparisonWidget(
         None,
@@ -263,6 +264,40 @@ def run_cell(shell: Any, options: OrchestrateOptions, body: str) -> None:
         ) from None
     _store(shell, options, run)
     _refresh(handle, widget)
+    if judge is not None:
+        _judge(run, judge, widget)
+
+
+def _resolve_judge(options: OrchestrateOptions) -> Any:
+    """Check ``--judge`` before anything is sent; return the judge or ``None``."""
+    if options.judge is None:
+        return None
+
+    from maquina_nb.analysis.judge import Judge
+    from maquina_nb.errors import ConfigurationError, UnknownModelError
+    from maquina_nb.providers import resolve_model
+
+    try:
+        model = resolve_model(options.judge)
+    except (ConfigurationError, UnknownModelError) as exc:
+        raise UsageError(f"--judge {options.judge}: {exc}") from None
+    return Judge(model, mode=options.judge_mode)  # type: ignore[arg-type]
+
+
+def _judge(run: Any, judge: Any, widget: Any) -> None:
+    """Let the judge decide every item of ``run``; a failure is shown, not raised."""
+    from IPython.display import display
+
+    from maquina_nb.analysis.judge import judge_run
+
+    try:
+        decisions = judge_run(run, judge)
+    except Exception as exc:
+        # NOTE: the run itself is stored and fine; the judge is an extra step.
+        logger.warning("the judge %s failed: %s", judge.spec, redact(str(exc)))
+        widget.state.add_notice("error", f"The judge failed: {redact(str(exc))}")
+        return
+    display(decisions)  # type: ignore[no-untyped-call]
 
 
 def _withdraw(handle: Any, widget: Any) -> None:

@@ -154,6 +154,20 @@ class MaquinaMagics(Magics):
         help="Hide model names in the table until you reveal them (for unbiased feedback).",
     )
     @argument(
+        "--judge",
+        metavar="MODEL",
+        help="After the run, let this model pick the best answer of every item "
+        "(stored as decisions with strategy 'judge'; each pair is judged in both "
+        "orders to cancel position bias).",
+    )
+    @argument(
+        "--judge-mode",
+        choices=("pairwise", "single"),
+        default="pairwise",
+        help="How the judge decides: compare answers in pairs (default) or grade "
+        "each answer 1-10.",
+    )
+    @argument(
         "--background",
         action="store_true",
         help="Return at once; the table keeps streaming and the kernel stays free "

@@ -6,6 +6,7 @@ import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from IPython.core.error import UsageError
@@ -31,6 +32,8 @@ OPTIONS = [
     "--timeout",
     "--concurrency",
     "--blind",
+    "--judge",
+    "--judge-mode",
     "--background",
     "--no-stream",
     "--db",
@@ -522,3 +525,34 @@ def test_missing_values_in_over_are_warned_about_once_per_cell(
     warnings = [r for r in caplog.records if "missing values" in r.getMessage()]
     assert len(warnings) == 1
     assert "'q' (1 of 2 rows)" in warnings[0].getMessage()
+
+
+def test_judge_option_stores_a_judge_decision_per_item(
+    ip: InteractiveShell, fake_llm_server: Any
+) -> None:
+    from maquina_nb.db import Repository
+    from maquina_nb.testing import Reply
+
+    # One pair, judged in both orders; both orders prefer echo:b's answer.
+    fake_llm_server.enqueue(Reply(text="B is better. [[B]]"), Reply(text="[[A]]"))
+
+    ip.run_cell_magic(
+        "orchestrate", "-m echo:a,echo:b --judge openai:gpt-4o --name judged", "Say hi"
+    )
+
+    frame = ip.user_ns[DEFAULT_OUT]
+    decisions = Repository.from_url().decisions_frame(frame["run_id"].iloc[0])
+    assert list(decisions["strategy"]) == ["judge"]
+    assert list(decisions["decided_by"]) == ["openai:gpt-4o"]
+    winner = decisions["winner_response_id"].iloc[0]
+    assert frame.set_index("response_id").loc[winner, "model_spec"] == "echo:b"
+    assert len(fake_llm_server.requests) == 2
+
+
+def test_unknown_judge_is_refused_before_the_run(ip: InteractiveShell) -> None:
+    from maquina_nb.db import Repository
+
+    with pytest.raises(UsageError, match="--judge gpt-9000"):
+        ip.run_cell_magic("orchestrate", "-m echo --judge gpt-9000", "Say hi")
+
+    assert Repository.from_url().list_runs().runs == []
