@@ -36,7 +36,9 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     if not shutil.which(CHROMIUM) and not os.path.exists(CHROMIUM):
         if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"CI=true but Chromium is not at {CHROMIUM}; .ci/run installs it")
+            pytest.fail(
+                f"CI=true but Chromium is not at {CHROMIUM}; .ci/run installs it"
+            )
         pytest.skip(f"Chromium not found at {CHROMIUM}")
     from playwright.sync_api import sync_playwright
 
