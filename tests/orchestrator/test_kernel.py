@@ -70,8 +70,13 @@ class Kernel:
                 text.append("\n".join(content["traceback"]))
             elif kind == "status" and content["execution_state"] == "idle":
                 break
-        reply = self.client.get_shell_msg(timeout=30)["content"]
-        return reply, "".join(text), errors
+        # Skip replies to earlier requests (a kernel_info reply left over
+        # from wait_for_ready shifts every later reply by one otherwise).
+        while True:
+            shell = self.client.get_shell_msg(timeout=30)
+            if shell["parent_header"].get("msg_id") == msg_id:
+                break
+        return shell["content"], "".join(text), errors
 
     def run(self, code: str, timeout: float = 60) -> str:
         reply, text, _errors = self.collect(self.send(code), timeout)
