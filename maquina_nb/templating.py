@@ -10,7 +10,16 @@ Rules, chosen on purpose:
 - A literal ``{{``, ``{%`` or ``{#`` in the text must be escaped
   (``{{ '{{' }}``) or wrapped in ``{% raw %}…{% endraw %}``; a template with
   none of the three is taken as plain text without compiling it.
-- The environment is sandboxed (no attribute access to internals, no imports).
+- The environment is sandboxed (no attribute access to internals, no imports)
+  and bounded: ``range()`` gives at most :data:`MAX_RANGE` numbers and at most
+  :data:`MAX_RANGE_TOTAL` over one render, ``*`` may not build a string or list
+  longer than :data:`MAX_RENDERED_CHARS`, integer ``**`` is kept to
+  :data:`MAX_POWER_BITS` bits, and one rendered template may be at most
+  :data:`MAX_RENDERED_CHARS` characters (plain text without template syntax is
+  not capped).
+- Any error while rendering (``{{ 1/0 }}``, a macro that calls itself, a value
+  of the wrong type) is a :class:`~maquina_nb.errors.TemplateError` naming the
+  row or prompt and the error; every item is rendered before anything is sent.
 - Undefined variables are errors, reported before anything is sent, naming the
   variable and the columns (or names) that are available.
 - Over rows (``over=``), the variables are the row's columns and nothing else:
@@ -42,12 +51,26 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from maquina_nb._redact import get_logger
+from maquina_nb._template_bounds import (
+    MAX_POWER_BITS,
+    MAX_RANGE,
+    MAX_RANGE_TOTAL,
+    MAX_RENDERED_CHARS,
+    LimitError,
+    bounded_binop,
+    bounded_range,
+    generate_bounded,
+)
 from maquina_nb.errors import TemplateError
 
 if TYPE_CHECKING:
     import jinja2
 
 __all__ = [
+    "MAX_POWER_BITS",
+    "MAX_RANGE",
+    "MAX_RANGE_TOTAL",
+    "MAX_RENDERED_CHARS",
     "TemplateItem",
     "build_items",
     "find_variables",
@@ -104,12 +127,21 @@ def get_environment() -> jinja2.Environment:
         import jinja2
         from jinja2.sandbox import SandboxedEnvironment
 
-        _env = SandboxedEnvironment(
+        class _BoundedEnvironment(SandboxedEnvironment):
+            intercepted_binops = frozenset({"*", "**"})
+
+            def call_binop(
+                self, context: Any, operator: str, left: Any, right: Any
+            ) -> Any:
+                return bounded_binop(self, operator, left, right)
+
+        _env = _BoundedEnvironment(
             undefined=jinja2.StrictUndefined,
             autoescape=False,
             keep_trailing_newline=True,
             finalize=_finalize,
         )
+        _env.globals["range"] = bounded_range
     return _env
 
 
@@ -205,12 +237,23 @@ def _is_missing(value: Any) -> bool:
         return False
 
 
-def render(source: str, context: Mapping[str, Any]) -> str:
+def _one_line(text: str) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= 300 else text[:299] + "…"
+
+
+def render(source: str, context: Mapping[str, Any], *, where: str = "") -> str:
     """Render one template with ``context`` (missing values as empty strings).
 
+    Args:
+        source: the template.
+        context: the variables.
+        where: which item this is (``" for row 3 (index label 'x')"``), put
+            in error messages.
+
     Raises:
-        TemplateError: a syntax error, an undefined variable, or a sandbox
-            violation.
+        TemplateError: a syntax error, an undefined variable, a sandbox
+            violation or bound, or any error raised while rendering.
     """
     if _is_plain(source):
         return source
@@ -221,16 +264,47 @@ def render(source: str, context: Mapping[str, Any]) -> str:
     template = _compile(source)
     cleaned = {k: (None if _is_missing(v) else v) for k, v in context.items()}
     try:
-        return template.render(cleaned)
+        return generate_bounded(template, cleaned)
+    except TemplateError:
+        raise
     except jinja2.UndefinedError as exc:
         raise TemplateError(
-            f"The prompt template failed to render: {exc.message}. Define the "
-            "variable, or pass it as a column of over=.",
+            f"The prompt template failed to render{where}: {_one_line(exc.message or '')}. "
+            "Define the variable, or pass it as a column of over=.",
         ) from exc
     except SecurityError as exc:
         raise TemplateError(
-            f"The prompt template tried something the sandbox forbids ({exc}); "
-            "use plain variables and filters."
+            f"The prompt template tried something the sandbox forbids{where} "
+            f"({_one_line(str(exc))}); use plain variables and filters."
+        ) from exc
+    except LimitError as exc:
+        raise TemplateError(
+            f"The prompt template failed to render{where}: {exc}; make the "
+            "template produce less."
+        ) from exc
+    except RecursionError as exc:
+        raise TemplateError(
+            f"The prompt template failed to render{where}: it recursed too deeply "
+            "(a macro that calls itself without end); give the recursion a stop."
+        ) from exc
+    except OverflowError as exc:
+        message = _one_line(str(exc))
+        if "range" in message.lower():
+            message = f"the range is over the sandbox's limit ({message})"
+        raise TemplateError(
+            f"The prompt template failed to render{where}: {message}; use smaller "
+            "numbers."
+        ) from exc
+    except MemoryError as exc:
+        raise TemplateError(
+            f"The prompt template failed to render{where}: it ran out of memory; "
+            "make the template produce less."
+        ) from exc
+    except Exception as exc:
+        raise TemplateError(
+            f"The prompt template failed to render{where}: "
+            f"{type(exc).__name__}: {_one_line(str(exc)) or 'no details'}. Fix the "
+            "expression, or the values it is given."
         ) from exc
 
 
@@ -295,10 +369,14 @@ def _check_roles(messages: Sequence[Mapping[str, Any]]) -> None:
 
 
 def _render_unit(
-    unit: Any, context: Mapping[str, Any]
+    unit: Any, context: Mapping[str, Any], where: str = ""
 ) -> tuple[tuple[dict[str, str], ...], bool, dict[str, Any]]:
     if isinstance(unit, str):
-        return ({"role": "user", "content": render(unit, context)},), False, {}
+        return (
+            ({"role": "user", "content": render(unit, context, where=where)},),
+            False,
+            {},
+        )
     if _is_turns(unit):
         turns = unit["turns"]
         if isinstance(turns, str) or not turns:
@@ -306,13 +384,17 @@ def _render_unit(
                 f"The 'turns' of an item must be a non-empty list of strings, not {turns!r}."
             )
         rendered = tuple(
-            {"role": "user", "content": render(str(t), context)} for t in turns
+            {"role": "user", "content": render(str(t), context, where=where)}
+            for t in turns
         )
         meta = {str(k): to_json_value(v) for k, v in unit.items() if k != "turns"}
         return rendered, True, meta
     _check_roles(unit)
     rendered = tuple(
-        {"role": str(m["role"]), "content": render(str(m["content"]), context)}
+        {
+            "role": str(m["role"]),
+            "content": render(str(m["content"]), context, where=where),
+        }
         for m in unit
     )
     return rendered, False, {}
@@ -399,10 +481,14 @@ def build_items(
             )
         context = {name: namespace[name] for name in wanted}
         variables = {k: to_json_value(v) for k, v in context.items()} or None
-        extra = tuple(render(source, context) for source in extra_sources)
+        extra = tuple(
+            render(source, context, where=" in the system prompt")
+            for source in extra_sources
+        )
         items = []
         for index, unit in enumerate(units):
-            messages, sequential, meta = _render_unit(unit, context)
+            where = f" for prompt {index}" if len(units) > 1 else ""
+            messages, sequential, meta = _render_unit(unit, context, where)
             items.append(
                 TemplateItem(
                     index, messages, variables, sequential, meta=meta, extra=extra
@@ -439,8 +525,14 @@ def build_items(
             context[ROW_NAME] = _Row(
                 {c: (None if _is_missing(v) else v) for c, v in row.items()}
             )
-        messages, sequential, meta = _render_unit(unit, context)
-        extra = tuple(render(source, context) for source in extra_sources)
+        where = f" for row {index}"
+        if label != index:
+            where += f" (index label {to_json_value(label)!r})"
+        messages, sequential, meta = _render_unit(unit, context, where)
+        extra = tuple(
+            render(source, context, where=f" in the system prompt{where}")
+            for source in extra_sources
+        )
         items.append(
             TemplateItem(
                 index,

@@ -281,3 +281,49 @@ def test_float_nan_is_missing_not_text() -> None:
 def test_bad_prompts_are_clear_errors(prompt: object, message: str) -> None:
     with pytest.raises(TemplateError, match=re.escape(message)):
         build_items(prompt)
+
+
+# --- runtime errors and sandbox bounds --------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        ("{{ 1/0 }}", "ZeroDivisionError"),
+        ("{% for i in range(10**9) %}x{% endfor %}", "range"),
+        ("{{ code | int + 'y' }}", "TypeError"),
+        (
+            "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}",
+            "recurse",
+        ),
+        ("{{ 'ab' * 10**8 }}", "1,000,000"),
+        (
+            "{% for i in range(100000) %}{% for j in range(100000) %}"
+            "{% endfor %}{% endfor %}",
+            "range",
+        ),
+    ],
+)
+def test_runtime_errors_are_template_errors_naming_the_row(
+    body: str, error: str
+) -> None:
+    frame = pd.DataFrame({"code": ["12", "34"]}, index=["a", "b"])
+
+    with pytest.raises(TemplateError) as caught:
+        build_items(body, over=frame)
+
+    message = str(caught.value)
+    assert error in message
+    assert "row 0" in message
+    assert "'a'" in message
+    assert "\n" not in message
+
+
+def test_runtime_error_without_over_names_the_prompt() -> None:
+    with pytest.raises(TemplateError, match=r"for prompt 1: ZeroDivisionError"):
+        build_items(["fine", "{{ 1/0 }}"], namespace={})
+
+
+def test_rendered_prompt_over_the_cap_is_refused() -> None:
+    with pytest.raises(TemplateError, match="1,000,000 characters"):
+        render("{% for i in range(30000) %}{{ text }}{% endfor %}", {"text": "x" * 50})
