@@ -169,7 +169,13 @@ def check_models_usable(resolved: Mapping[str, BaseAIModel]) -> None:
             continue
         info = key_info()
         if getattr(info, "status", None) == "missing":
-            missing.append(MissingKeyError(label, info.source or "api_key"))
+            # A model may say better why (a base_url in its spec gets no env key).
+            make_error = getattr(model, "missing_key_error", None)
+            missing.append(
+                make_error(label)
+                if callable(make_error)
+                else MissingKeyError(label, info.source or "api_key")
+            )
     if not missing:
         return
     first = missing[0]

@@ -134,9 +134,22 @@ class RemoteModel(BaseAIModel):
             default_env=self.key_env if self._env_key_allowed() else None,
         )
 
-    def _withheld_key_message(self) -> str:
+    def missing_key_error(self, label: str | None = None) -> MissingKeyError:
+        """Return the error for a model with no key, saying where to put one.
+
+        Args:
+            label: The name to show for the model (default: its spec).
+        """
+        _, source = self._find_key()
+        if source is None and self.key_env and not self._env_key_allowed():
+            error = MissingKeyError(label or self.spec, "key_env")
+            error.args = (self._withheld_key_message(label),)
+            return error
+        return MissingKeyError(label or self.spec, source or "api_key")
+
+    def _withheld_key_message(self, label: str | None = None) -> str:
         return (
-            f"The model {self.spec!r} names its own base_url in the spec, so it does "
+            f"The model {label or self.spec!r} names its own base_url in the spec, so it does "
             f"not get the key in {self.key_env}; set key_env (or api_key) for it in "
             "maquina.toml or configure_model, or put base_url there instead."
         )
@@ -198,11 +211,7 @@ class RemoteModel(BaseAIModel):
             raw, source=source or "settings", provider=self.provider, model=self.model
         )
         if key is None and self.needs_key:
-            if source is None and self.key_env and not self._env_key_allowed():
-                error = MissingKeyError(self.spec, "key_env")
-                error.args = (self._withheld_key_message(),)
-                raise error
-            raise MissingKeyError(self.spec, source or "api_key")
+            raise self.missing_key_error()
         self._key_memo = (raw, key)
         return key
 

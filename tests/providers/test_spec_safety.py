@@ -95,3 +95,17 @@ async def test_a_base_url_set_in_code_or_config_keeps_the_environment_key(
     await model.generate(ask())
 
     assert fake.requests[0].api_key == ENV_KEYS["openai"][1]
+
+
+def test_a_run_says_why_a_spec_base_url_has_no_key(
+    fake: FakeLLMServer, tmp_path: Path
+) -> None:
+    from maquina_nb.orchestrator import orchestrate
+
+    spec = f"openai:gpt-4o?base_url={fake.openai_base_url}"
+
+    with pytest.raises(MissingKeyError) as caught:
+        orchestrate("Hi", ["echo", spec], db=f"sqlite:///{tmp_path / 'r.db'}")
+
+    assert "does not get the key in OPENAI_API_KEY" in str(caught.value)
+    assert fake.requests == []
