@@ -519,18 +519,18 @@ def build_items(
         _warn_missing(rows, used_columns)
     items = []
     for index, (label, row) in enumerate(zip(labels, rows, strict=True)):
-        context: dict[str, Any] = {c: row[c] for c in used_columns}
-        variables = {k: to_json_value(v) for k, v in context.items()} or None
+        row_context: dict[str, Any] = {c: row[c] for c in used_columns}
+        variables = {k: to_json_value(v) for k, v in row_context.items()} or None
         if whole_row:
-            context[ROW_NAME] = _Row(
+            row_context[ROW_NAME] = _Row(
                 {c: (None if _is_missing(v) else v) for c, v in row.items()}
             )
         where = f" for row {index}"
         if label != index:
             where += f" (index label {to_json_value(label)!r})"
-        messages, sequential, meta = _render_unit(unit, context, where)
+        messages, sequential, meta = _render_unit(unit, row_context, where)
         extra = tuple(
-            render(source, context, where=f" in the system prompt{where}")
+            render(source, row_context, where=f" in the system prompt{where}")
             for source in extra_sources
         )
         items.append(
