@@ -247,8 +247,9 @@ def run_cell(shell: Any, options: OrchestrateOptions, body: str) -> None:
         ReplayMissError,
         BudgetExceededError,
     ) as exc:
-        # Refused before anything was sent (replay miss, budget): no table either.
-        _withdraw(handle, widget)
+        # Refused before anything was sent (replay miss, budget): the table says
+        # why instead of showing rows that will never be sent.
+        _refuse(handle, widget, str(exc))
         raise UsageError(str(exc)) from None
     except KeyboardInterrupt as interrupt:
         # orchestrate() stored what finished; keep the partial frame, then end
@@ -300,14 +301,13 @@ def _judge(run: Any, judge: Any, widget: Any) -> None:
     display(decisions)  # type: ignore[no-untyped-call]
 
 
-def _withdraw(handle: Any, widget: Any) -> None:
-    """Replace the table of a refused run by nothing, and close its comm."""
+def _refuse(handle: Any, widget: Any, message: str) -> None:
+    """Make the table of a refused run say why, live and in the saved fallback."""
     try:
-        widget.close()
-        if handle is not None:
-            handle.update({"text/plain": ""}, raw=True)
+        widget.refuse(redact(message))
+        _refresh(handle, widget)
     except Exception:
-        logger.exception("could not remove the table of a refused run")
+        logger.exception("could not show why the run was refused")
 
 
 def _refresh(handle: Any, widget: Any) -> None:
@@ -351,6 +351,9 @@ def _start_background(
             _refresh(handle, widget)
             return
         error = finished.exception()
+        if isinstance(error, _refusal_types()):
+            _refuse(handle, widget, str(error))
+            return
         if error is not None:
             # NOTE: nobody waits on this future, so the error is logged and shown
             # in the table; otherwise it would vanish.
@@ -367,6 +370,17 @@ def _start_background(
     with _state_lock:
         _background.append(future)
     future.add_done_callback(_done)
+
+
+def _refusal_types() -> tuple[type[Exception], ...]:
+    from maquina_nb.errors import (
+        BudgetExceededError,
+        ConfigurationError,
+        ReplayMissError,
+        UnknownModelError,
+    )
+
+    return (BudgetExceededError, ConfigurationError, ReplayMissError, UnknownModelError)
 
 
 def wait_background(timeout: float | None = None) -> None:

@@ -406,6 +406,21 @@ def test_refused_runs_are_usage_errors_and_store_no_run(
 
     assert Repository.from_url().list_runs().runs == []
     assert DEFAULT_OUT not in ip.user_ns
+    table = _runner.last_widget()
+    assert table is not None
+    bundle = table._repr_mimebundle_()
+    shown = bundle[0] if isinstance(bundle, tuple) else bundle
+    assert fragment in shown["text/plain"]
+
+
+def test_background_refusal_says_why_in_the_table(ip: InteractiveShell) -> None:
+    ip.run_cell_magic("orchestrate", "-m echo --background --replay-only", "Never seen")
+    _runner.wait_background(timeout=30)
+
+    bundle = _runner.last_widget()._repr_mimebundle_()
+    shown = bundle[0] if isinstance(bundle, tuple) else bundle
+    assert "pending" not in shown["text/plain"].lower()
+    assert "replay" in shown["text/plain"].lower()
 
 
 def test_maquina_history_pages_with_a_cursor(
