@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import copy
 import os
+import re
 import shutil
 import sys
 import time
@@ -131,8 +132,23 @@ def run_demo(output: Path, *, notebook: Path | None = None) -> dict[str, Path]:
     export = copy.deepcopy(nb)
     export.metadata.pop("widgets", None)
     body, _ = HTMLExporter().from_notebook_node(export)  # type: ignore[no-untyped-call]
-    html_path.write_text(body, encoding="utf-8")
+    html_path.write_text(strip_remote_assets(body), encoding="utf-8")
     return {"database": db_path, "notebook": executed_path, "html": html_path}
+
+
+# nbconvert's templates load require.js, MathJax, jQuery and mermaid from a CDN;
+# the static tables need none of them, and the export must open offline.
+_REMOTE_SCRIPT = re.compile(
+    r"<script\b[^>]*\bsrc=[\"']?(?:https?:)?//[^>]*>\s*</script>", re.IGNORECASE
+)
+_REMOTE_LINK = re.compile(
+    r"<link\b[^>]*\bhref=[\"']?(?:https?:)?//[^>]*>", re.IGNORECASE
+)
+
+
+def strip_remote_assets(html: str) -> str:
+    """Remove ``<script src>`` and ``<link href>`` tags that point off the machine."""
+    return _REMOTE_LINK.sub("", _REMOTE_SCRIPT.sub("", html))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

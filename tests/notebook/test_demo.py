@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import sqlite3
 from pathlib import Path
 
@@ -55,6 +57,9 @@ def test_demo_runs_offline_then_adds_a_live_model(
 
     html = (out / "quickstart.html").read_text(encoding="utf-8")
     assert 'class="maquina-static"' in html
+    assert (
+        re.search(r"<(script|link)\b[^>]*(src|href)=[\"']?(https?:)?//", html) is None
+    )
     assert "sk-fake-demo-key" not in html
     assert "sk-fake-demo-key" not in (out / "quickstart.ipynb").read_text()
 
