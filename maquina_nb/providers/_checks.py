@@ -81,6 +81,13 @@ def _text(value: Any) -> str:
     raise _Bad("non-empty text")
 
 
+def _key(value: Any) -> str:
+    # Kept as given: credentials.clean_key strips it and explains bad characters.
+    if isinstance(value, str):
+        return value
+    raise _Bad("text (better: name its variable with key_env)")
+
+
 def _version(value: Any) -> str:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return str(value)
@@ -110,7 +117,7 @@ _SETTINGS: dict[str, tuple[Callable[[Any], Any], bool]] = {
     # name: (coerce, None allowed)
     "spec": (_text, True),
     "base_url": (_url, True),
-    "api_key": (_text, True),
+    "api_key": (_key, True),
     "key_env": (_text, True),
     "requests_per_minute": (_whole_above_zero, True),
     "tokens_per_minute": (_whole_above_zero, True),

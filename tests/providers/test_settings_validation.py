@@ -145,3 +145,11 @@ def test_a_run_with_a_bad_setting_is_refused_before_it_starts(tmp_path: Path) ->
             db=f"sqlite:///{tmp_path / 'runs.db'}",
             stream=False,
         )
+
+
+def test_an_empty_api_key_still_means_not_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-from-the-environment")
+
+    model = resolve_model("gpt-4o", api_key="")
+
+    assert model.key_info().source == "OPENAI_API_KEY"
