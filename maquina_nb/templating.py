@@ -35,7 +35,7 @@ Rules, chosen on purpose:
   numbers apart from its gaps (an int column pandas widened to hold ``NaN``)
   renders ``1``, not ``1.0``.
 - An item may be one prompt, a conversation (a list of ``{"role", "content"}``
-  messages sent as they are), or MT-Bench style turns (``{"turns": [...]}``)
+  messages sent as they are; a ``system`` message only as the first one), or MT-Bench style turns (``{"turns": [...]}``)
   that the orchestrator asks one after the other, each with the model's own
   earlier answers in the conversation.
 """
@@ -361,10 +361,17 @@ def _unit_sources(unit: Any) -> list[str]:
 
 
 def _check_roles(messages: Sequence[Mapping[str, Any]]) -> None:
-    for message in messages:
+    """Check the roles of a conversation: a system message may only come first."""
+    for position, message in enumerate(messages):
         if message["role"] not in _ROLES:
             raise TemplateError(
                 f"A message has role {message['role']!r}; use one of {', '.join(_ROLES)}."
+            )
+        if message["role"] == "system" and position > 0:
+            raise TemplateError(
+                f"The conversation's message {position} has role 'system', but a "
+                "system prompt may only be the first message; merge it into the "
+                "first one (or pass it as system=)."
             )
 
 

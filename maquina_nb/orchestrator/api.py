@@ -85,7 +85,12 @@ def orchestrate(
         over: a DataFrame (or list of mappings): one item per row. Missing
             values render as an empty string, are recorded as null, and are
             reported in one warning per run.
-        system: a system prompt (a template too).
+        system: a system prompt (a template too). A conversation may instead
+            start with its own ``{"role": "system"}`` message; giving both, or
+            a system message anywhere but first, is a
+            :class:`~maquina_nb.errors.TemplateError` before anything is sent
+            (providers without a system role in their messages, such as
+            Anthropic's, get it as their top-level system prompt).
         samples: answers per model per item, each cached on its own.
         temperature: sampling temperature; ``None`` leaves the provider's default.
         max_tokens: the output limit; ``None`` leaves the provider's default.
@@ -96,9 +101,13 @@ def orchestrate(
             :class:`~maquina_nb.errors.ReplayMissError` before any request if
             anything is missing.
         max_cost: refuse the run if its pre-flight estimate is above this many
-            dollars (:class:`~maquina_nb.errors.BudgetExceededError`); stop
-            starting requests once actual spend reaches it, recording the
-            unsent ones as ``skipped``.
+            dollars (:class:`~maquina_nb.errors.BudgetExceededError`; the
+            estimate assumes 1,024 output tokens per answer where
+            ``max_tokens`` is not set). While the run goes, each request first
+            reserves its worst-case cost (``max_tokens``, else the model's
+            output limit, see :mod:`maquina_nb.orchestrator.budget`); a request
+            that does not fit in what is left is not sent and is recorded as
+            ``skipped``, and ``Run.notice`` says the budget stopped the run.
         timeout: seconds one response may take before it fails as ``timeout``.
         concurrency: requests in flight at once across all models (default
             :data:`maquina_nb.config.DEFAULT_CONCURRENCY`, 32).

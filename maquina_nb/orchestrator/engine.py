@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from maquina_nb import config
 from maquina_nb._loop import run_sync
 from maquina_nb._redact import get_logger
-from maquina_nb.errors import ConfigurationError, ReplayMissError
+from maquina_nb.errors import ConfigurationError, ReplayMissError, TemplateError
 from maquina_nb.orchestrator import events as ev
 from maquina_nb.orchestrator.budget import (
     check_budget,
@@ -96,6 +96,24 @@ def cancel_message(run: Run | None, stored_in: str | None = None) -> str:
     )
 
 
+def _check_one_system_prompt(plan: Plan) -> None:
+    """Refuse ``system=`` together with a conversation that starts with its own.
+
+    Raises:
+        TemplateError: an item's first message is a system message and
+            ``system=`` was given too.
+    """
+    if plan.system is None:
+        return
+    for item in plan.items:
+        if item.messages and item.messages[0]["role"] == "system":
+            raise TemplateError(
+                f"Item {item.item_index} has both system= and a leading system "
+                "message; give the system prompt once, either as system= or as the "
+                "conversation's first message."
+            )
+
+
 class MultiModelOrchestrator:
     """Ask several models the same items, concurrently, and store every answer.
 
@@ -139,7 +157,9 @@ class MultiModelOrchestrator:
         on_event: Callable[[ev.Event], Any] | None = None,
         progress: bool | None = None,
     ) -> None:
-        concurrency = config.default_concurrency() if concurrency is None else concurrency
+        concurrency = (
+            config.default_concurrency() if concurrency is None else concurrency
+        )
         if (
             isinstance(concurrency, bool)
             or not isinstance(concurrency, int)
@@ -209,6 +229,7 @@ class MultiModelOrchestrator:
             samples=samples,
             parameters=parameters,
         )
+        _check_one_system_prompt(plan)
         if self.cache or self.replay_only:
             plan.cached = self._find_cached([r.cache_key for r in plan.requests])
         plan.estimated_cost_usd, plan.unpriced_models = estimate_plan_cost(plan)

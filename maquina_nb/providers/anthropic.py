@@ -4,7 +4,8 @@
 the server root: the SDK adds ``/v1`` itself. The Messages API needs
 ``max_tokens``; when neither the request nor the settings give one, 4,096 is
 sent. It has no ``seed``: a seed stays in the request (and its cache key) but is
-not sent.
+not sent. System messages never travel inside ``messages``: they are joined
+(blank line apart) into the top-level ``system``.
 
 Token counts are reported the way :mod:`maquina_nb.providers.pricing` expects:
 ``input_tokens`` is the whole prompt (Anthropic's uncached input plus cache reads
@@ -71,15 +72,18 @@ class ClaudeModel(RemoteModel):
         )
 
     def _kwargs(self, request: ModelRequest) -> dict[str, Any]:
+        # The Messages API takes no system role inside messages: every system
+        # message (the orchestrator sends only a leading one) goes to system=.
+        system = [m.content for m in request.messages if m.role == "system"]
         kwargs: dict[str, Any] = {
             "model": self.model,
-            "messages": [message.to_dict() for message in request.turns],
+            "messages": [m.to_dict() for m in request.messages if m.role != "system"],
             "max_tokens": request.max_tokens
             if request.max_tokens is not None
             else DEFAULT_MAX_TOKENS,
         }
-        if request.system is not None:
-            kwargs["system"] = request.system
+        if system:
+            kwargs["system"] = "\n\n".join(system)
         if request.stop is not None:
             kwargs["stop_sequences"] = list(request.stop)
 
