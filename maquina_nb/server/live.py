@@ -88,10 +88,10 @@ def _check_models(specs: list[str]) -> None:
     from maquina_nb.server._specs import api_spec_problem
 
     for index, spec in enumerate(specs):
-        problem = api_spec_problem(spec)
-        if problem is not None:
-            raise StartRunError(("body", "models", index), problem)
         try:
+            problem = api_spec_problem(spec)
+            if problem is not None:
+                raise StartRunError(("body", "models", index), problem)
             resolve_model(spec)
             status = check_credentials([spec], live=False).iloc[0]
         except MaquinaError as exc:

@@ -105,3 +105,20 @@ def test_a_server_configured_alias_may_carry_options(
         answer = _start(client, ["slowish"])
 
     assert answer.status_code == 202, answer.text
+
+
+def test_a_broken_server_config_answers_422_not_500(
+    repo: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from maquina_nb.server import create_app
+
+    (tmp_path / "maquina.toml").write_text(
+        '[models.x]\nspec = "echo"\nrequests_per_minute = 0\n', encoding="utf-8"
+    )
+    monkeypatch.chdir(tmp_path)
+    app = create_app(repo)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        answer = _start(client, [f"replay:{tmp_path / 'a.jsonl'}"])
+
+    error = _only_error(answer)
+    assert "requests_per_minute" in error["msg"]
