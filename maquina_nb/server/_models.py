@@ -34,10 +34,23 @@ def _credentials(name: str) -> str | None:
 
 def configured_models() -> list[ModelOut]:
     """Return configured models, built-in aliases, offline and registered models."""
+    from fastapi import HTTPException
+
+    from maquina_nb.errors import ConfigurationError
     from maquina_nb.providers.registry import ALIASES, available_models
     from maquina_nb.providers.settings import configured_models as config_tables
 
-    tables = config_tables()
+    try:
+        tables = config_tables()
+    except ConfigurationError as exc:
+        # The server's own maquina.toml is wrong. Its values (a base URL may
+        # name an internal host) stay in the server's log, not the answer.
+        logger.warning("cannot list the models: %s", exc)
+        raise HTTPException(
+            500,
+            "The server's model configuration (maquina.toml) is not valid; "
+            "the server's log says which setting to correct.",
+        ) from exc
     models: list[ModelOut] = []
     source: ModelSource
     for name in available_models():

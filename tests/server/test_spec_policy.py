@@ -122,3 +122,20 @@ def test_a_broken_server_config_answers_422_not_500(
 
     error = _only_error(answer)
     assert "requests_per_minute" in error["msg"]
+
+
+def test_the_model_list_names_a_broken_config_instead_of_a_bare_500(
+    repo: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from maquina_nb.server import create_app
+
+    (tmp_path / "maquina.toml").write_text(
+        '[models.x]\nspec = "echo"\ntimeout = "soon"\n', encoding="utf-8"
+    )
+    monkeypatch.chdir(tmp_path)
+    with TestClient(create_app(repo), raise_server_exceptions=False) as client:
+        answer = client.get("/api/models")
+
+    assert answer.status_code == 500
+    assert "maquina.toml" in answer.json()["detail"]
+    assert "soon" not in answer.json()["detail"]
