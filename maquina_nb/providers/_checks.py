@@ -7,6 +7,10 @@ that cannot be, or is out of range, raises a one-sentence
 :class:`~maquina_nb.errors.ConfigurationError` naming the setting, the value and
 where it was given, so a run is refused before it starts instead of failing on
 every response.
+
+A spec string never carries a key: an option named like one (``api_key``,
+``key_env``, ``token``, ``secret`` …) is refused wherever the spec is written,
+and its value registered as a secret so no later message repeats it.
 """
 
 from __future__ import annotations
@@ -14,16 +18,74 @@ from __future__ import annotations
 import difflib
 import json
 import math
+import re
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
+from maquina_nb._redact import register_secret
 from maquina_nb.errors import ConfigurationError
 
-__all__ = ["checked_offline_options", "coerce_setting"]
+__all__ = [
+    "checked_offline_options",
+    "coerce_setting",
+    "is_secret_name",
+    "refuse_secret_options",
+]
 
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
+
+
+# Option names that hold (or name) a credential: whole words of the name.
+_SECRET_WORDS = frozenset(
+    {
+        "key",
+        "keys",
+        "apikey",
+        "token",
+        "secret",
+        "password",
+        "passwd",
+        "pwd",
+        "auth",
+        "authorization",
+        "bearer",
+        "credential",
+        "credentials",
+    }
+)
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+def is_secret_name(name: str) -> bool:
+    """Tell whether an option called ``name`` would carry a key or names one."""
+    lowered = name.lower()
+    words = set(_WORD.findall(lowered))
+    return bool(words & _SECRET_WORDS) or any(
+        part in lowered for part in ("apikey", "secret", "password")
+    )
+
+
+def refuse_secret_options(spec: str, options: list[tuple[str, str]]) -> None:
+    """Refuse a spec string whose options carry a key, without repeating it.
+
+    Raises:
+        ConfigurationError: an option such as ``api_key``, ``key_env`` or
+            ``token`` is in the spec; its value is registered as a secret.
+    """
+    secret = [name for name, _ in options if is_secret_name(name)]
+    if not secret:
+        return
+    for name, value in options:
+        if name in secret:
+            register_secret(value)
+    base = spec.partition("?")[0]
+    raise ConfigurationError(
+        f"The spec {base + '?...'!r} carries {secret[0]!r}, and keys never go in a "
+        "model spec (it is stored with the run); set key_env (or api_key) for the "
+        "model in maquina.toml or configure_model instead."
+    )
 
 
 class _Bad(ValueError):
@@ -88,6 +150,12 @@ def _key(value: Any) -> str:
     raise _Bad("text (better: name its variable with key_env)")
 
 
+def _spec(value: Any) -> str:
+    spec = _text(value)
+    refuse_secret_options(spec, parse_qsl(spec.partition("?")[2]))
+    return spec
+
+
 def _version(value: Any) -> str:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return str(value)
@@ -115,7 +183,7 @@ def _parameters(value: Any) -> dict[str, Any]:
 
 _SETTINGS: dict[str, tuple[Callable[[Any], Any], bool]] = {
     # name: (coerce, None allowed)
-    "spec": (_text, True),
+    "spec": (_spec, True),
     "base_url": (_url, True),
     "api_key": (_key, True),
     "key_env": (_text, True),

@@ -29,16 +29,26 @@ with :func:`~maquina_nb._redact.register_secret` as soon as it is read.
 from __future__ import annotations
 
 import difflib
-import re
 import threading
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from maquina_nb._redact import register_secret
 from maquina_nb.errors import ConfigurationError
-from maquina_nb.providers._checks import coerce_setting
+from maquina_nb.providers._checks import (
+    coerce_setting,
+    is_secret_name,
+    refuse_secret_options,
+)
 
-__all__ = ["ModelSettings", "configure_model", "configured_models", "settings_for"]
+__all__ = [
+    "ModelSettings",
+    "configure_model",
+    "configured_models",
+    "is_secret_name",
+    "refuse_secret_options",
+    "settings_for",
+]
 
 
 @dataclass(frozen=True)
@@ -135,57 +145,6 @@ def check_names(values: dict[str, Any], *, where: str) -> None:
                 f"Unknown setting {name!r} in {where}.{hint} "
                 f"Known settings: {', '.join(_NAMES)}."
             )
-
-
-# Option names that hold (or name) a credential: whole words of the name.
-_SECRET_WORDS = frozenset(
-    {
-        "key",
-        "keys",
-        "apikey",
-        "token",
-        "secret",
-        "password",
-        "passwd",
-        "pwd",
-        "auth",
-        "authorization",
-        "bearer",
-        "credential",
-        "credentials",
-    }
-)
-_WORD = re.compile(r"[a-z0-9]+")
-
-
-def is_secret_name(name: str) -> bool:
-    """Tell whether an option called ``name`` would carry a key or names one."""
-    lowered = name.lower()
-    words = set(_WORD.findall(lowered))
-    return bool(words & _SECRET_WORDS) or any(
-        part in lowered for part in ("apikey", "secret", "password")
-    )
-
-
-def refuse_secret_options(spec: str, options: list[tuple[str, str]]) -> None:
-    """Refuse a spec string whose options carry a key, without repeating it.
-
-    Raises:
-        ConfigurationError: an option such as ``api_key``, ``key_env`` or
-            ``token`` is in the spec; its value is registered as a secret.
-    """
-    secret = [name for name, _ in options if is_secret_name(name)]
-    if not secret:
-        return
-    for name, value in options:
-        if name in secret:
-            register_secret(value)
-    base = spec.partition("?")[0]
-    raise ConfigurationError(
-        f"The spec {base + '?...'!r} carries {secret[0]!r}, and keys never go in a "
-        "model spec (it is stored with the run); set key_env (or api_key) for the "
-        "model in maquina.toml or configure_model instead."
-    )
 
 
 def _register_key(table: dict[str, Any]) -> None:

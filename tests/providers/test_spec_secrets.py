@@ -97,3 +97,12 @@ def test_a_run_naming_a_key_in_a_spec_stores_nothing(tmp_path: Path) -> None:
     assert [t for t in _texts_of(caught.value) if CANARY in t] == []
     stored = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.is_file())
     assert CANARY.encode() not in stored
+
+
+def test_configure_model_refuses_a_spec_holding_a_key_at_once() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        configure_model("leaky", spec=f"openai:gpt-4o?token=plain{CANARY}")
+
+    assert CANARY not in str(caught.value)
+    with pytest.raises(Exception, match="Unknown model 'leaky'"):
+        resolve_model("leaky")
