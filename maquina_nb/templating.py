@@ -17,6 +17,9 @@ Rules, chosen on purpose:
   :data:`MAX_POWER_BITS` bits, and one rendered template may be at most
   :data:`MAX_RENDERED_CHARS` characters (plain text without template syntax is
   not capped).
+- A message that renders to nothing but spaces is refused, naming the row or
+  prompt. Lone surrogates (text UTF-8 cannot encode) in rendered prompts and
+  recorded variables become U+FFFD.
 - Any error while rendering (``{{ 1/0 }}``, a macro that calls itself, a value
   of the wrong type) is a :class:`~maquina_nb.errors.TemplateError` naming the
   row or prompt and the error; every item is rendered before anything is sent.
@@ -73,6 +76,7 @@ __all__ = [
     "MAX_RENDERED_CHARS",
     "TemplateItem",
     "build_items",
+    "clean_text",
     "find_variables",
     "render",
     "to_json_value",
@@ -187,7 +191,9 @@ def find_variables(source: str) -> set[str]:
 
 def to_json_value(value: Any) -> Any:
     """Return ``value`` as a JSON-ready value; missing values become ``None``."""
-    if value is None or isinstance(value, (bool, str)):
+    if isinstance(value, str):
+        return clean_text(value)
+    if value is None or isinstance(value, bool):
         return value
     if isinstance(value, int):
         return value
@@ -235,6 +241,21 @@ def _is_missing(value: Any) -> bool:
         return bool(pd.api.types.is_scalar(value) and pd.isna(value))
     except (ImportError, TypeError, ValueError):
         return False
+
+
+def clean_text(text: str) -> str:
+    """Return ``text`` with lone surrogates (not encodable as UTF-8) as U+FFFD.
+
+    A valid surrogate pair (as left by some JSON decoders) becomes its character.
+    """
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        joined = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        return "".join("\ufffd" if "\ud800" <= c <= "\udfff" else c for c in joined)
+    return text
 
 
 def _one_line(text: str) -> str:
@@ -375,15 +396,22 @@ def _check_roles(messages: Sequence[Mapping[str, Any]]) -> None:
             )
 
 
+def _content(source: str, context: Mapping[str, Any], where: str) -> str:
+    """Render one message: lone surrogates replaced, empty text refused."""
+    text = clean_text(render(source, context, where=where))
+    if not text.strip():
+        raise TemplateError(
+            f"The prompt{where} is empty after rendering; give it some text, or "
+            "leave out the rows whose values are empty."
+        )
+    return text
+
+
 def _render_unit(
     unit: Any, context: Mapping[str, Any], where: str = ""
 ) -> tuple[tuple[dict[str, str], ...], bool, dict[str, Any]]:
     if isinstance(unit, str):
-        return (
-            ({"role": "user", "content": render(unit, context, where=where)},),
-            False,
-            {},
-        )
+        return ({"role": "user", "content": _content(unit, context, where)},), False, {}
     if _is_turns(unit):
         turns = unit["turns"]
         if isinstance(turns, str) or not turns:
@@ -391,17 +419,13 @@ def _render_unit(
                 f"The 'turns' of an item must be a non-empty list of strings, not {turns!r}."
             )
         rendered = tuple(
-            {"role": "user", "content": render(str(t), context, where=where)}
-            for t in turns
+            {"role": "user", "content": _content(str(t), context, where)} for t in turns
         )
         meta = {str(k): to_json_value(v) for k, v in unit.items() if k != "turns"}
         return rendered, True, meta
     _check_roles(unit)
     rendered = tuple(
-        {
-            "role": str(m["role"]),
-            "content": render(str(m["content"]), context, where=where),
-        }
+        {"role": str(m["role"]), "content": _content(str(m["content"]), context, where)}
         for m in unit
     )
     return rendered, False, {}
@@ -489,7 +513,7 @@ def build_items(
         context = {name: namespace[name] for name in wanted}
         variables = {k: to_json_value(v) for k, v in context.items()} or None
         extra = tuple(
-            render(source, context, where=" in the system prompt")
+            clean_text(render(source, context, where=" in the system prompt"))
             for source in extra_sources
         )
         items = []
@@ -596,6 +620,14 @@ def _whole_number_columns(over: Any) -> list[str]:
 def _rows_of(over: Any) -> tuple[list[Any], list[str], list[Mapping[str, Any]]]:
     """Return (labels, columns, rows) of a DataFrame or an iterable of mappings."""
     if hasattr(over, "to_dict") and hasattr(over, "columns"):
+        seen: set[Any] = set()
+        duplicated = [c for c in over.columns if c in seen or seen.add(c)]
+        if duplicated:
+            names = ", ".join(repr(c) for c in dict.fromkeys(duplicated))
+            raise TemplateError(
+                f"over= has more than one column named {names}; rename them so "
+                "each column has its own name."
+            )
         non_string = [c for c in over.columns if not isinstance(c, str)]
         if non_string:
             raise TemplateError(

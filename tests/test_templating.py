@@ -163,7 +163,7 @@ def test_missing_values_are_warned_about_once_per_run(
     )
 
     with caplog.at_level("WARNING", logger="maquina_nb.templating"):
-        build_items("{{ a }} {{ b }}", over=df)
+        build_items("a={{ a }} b={{ b }}", over=df)
 
     warnings = [r for r in caplog.records if r.levelname == "WARNING"]
     assert len(warnings) == 1

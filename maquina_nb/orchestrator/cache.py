@@ -8,6 +8,9 @@ version), every request parameter, the rendered messages, and the sample index.
 ``None`` ("the provider's default") stays distinct from every explicit value, so
 an omitted temperature never matches an explicit ``temperature=0``. Numbers of the
 float parameters are normalized (``0`` and ``0.0`` are the same temperature).
+Lone surrogates (which UTF-8 cannot encode) are hashed as their code points
+(``surrogatepass``), so any text gives a key; templating has already replaced
+them in rendered prompts.
 """
 
 from __future__ import annotations
@@ -77,7 +80,9 @@ def cache_key(
             sample is cached on its own.
     """
     canonical = canonical_request(identity, request, sample_index)
-    return hashlib.sha256(_dumps(canonical).encode("utf-8")).hexdigest()
+    return hashlib.sha256(
+        _dumps(canonical).encode("utf-8", "surrogatepass")
+    ).hexdigest()
 
 
 class KeyBuilder:
@@ -112,4 +117,4 @@ class KeyBuilder:
             f'{{"messages":{pieces[1]},"model":{known[1]},"parameters":{pieces[2]},'
             f'"sample":{int(sample_index)},"v":{CACHE_KEY_VERSION}}}'
         )
-        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+        return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()

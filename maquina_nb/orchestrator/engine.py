@@ -38,6 +38,7 @@ from maquina_nb.orchestrator.budget import (
     check_budget,
     estimate_plan_cost,
 )
+from maquina_nb.orchestrator.checks import check_parameters, normalize_tags
 from maquina_nb.orchestrator.execution import Execution
 from maquina_nb.orchestrator.plan import Plan, make_plan, resolve_models
 from maquina_nb.orchestrator.run import Run
@@ -212,11 +213,18 @@ class MultiModelOrchestrator:
             TemplateError: a template uses an undefined variable or is malformed.
             ConfigurationError: a bad argument.
         """
+        stop = check_parameters(
+            temperature=temperature,
+            max_tokens=max_tokens,
+            top_p=top_p,
+            stop=stop,
+            seed=seed,
+        )
         parameters = {
             "temperature": temperature,
             "max_tokens": max_tokens,
             "top_p": top_p,
-            "stop": list(stop) if stop is not None else None,
+            "stop": stop,
             "seed": seed,
             "extra": dict(extra or {}),
         }
@@ -286,6 +294,7 @@ class MultiModelOrchestrator:
             asyncio.CancelledError: when cancelled; what finished is stored
                 first and the run is marked ``cancelled``.
         """
+        tags = normalize_tags(tags)
         self.preflight(plan)
         run_id = await asyncio.to_thread(
             self.repository.add_run,
@@ -294,7 +303,7 @@ class MultiModelOrchestrator:
             system_prompt=plan.system,
             models=list(plan.models),
             parameters={k: v for k, v in plan.parameters.items()},
-            tags=list(tags),
+            tags=tags,
             item_count=len(plan.items),
             samples=plan.samples,
             status="running",
