@@ -16,6 +16,7 @@ import pytest
 
 from maquina_nb.providers.base import BaseAIModel, Completion, ModelRequest, TextDelta
 
+
 class ScriptedModel(BaseAIModel):
     """Answers ``f"{name}: {last user turn}"`` unless ``script`` says otherwise.
 
