@@ -111,7 +111,13 @@ class RunStartIn(_Request):
     """
 
     template: str = Field(min_length=1, max_length=_LONG)
-    models: list[ModelSpec] = Field(min_length=1, max_length=16)
+    models: list[ModelSpec] = Field(
+        min_length=1,
+        max_length=16,
+        description="Plain specs or aliases the server knows (GET /api/models); "
+        "'?options' and replay files are refused: they are configured in the "
+        "server's maquina.toml.",
+    )
     over: list[dict[str, Any]] | None = Field(default=None, max_length=5_000)
     system: str | None = Field(default=None, max_length=_LONG)
     samples: int = Field(default=1, ge=1, le=20)
