@@ -219,9 +219,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except SQLAlchemyError as exc:
         reason = getattr(exc, "orig", None) or exc
+        # Name the option of the command in use: `db ...` has --url, `serve` --db.
+        option = "--db" if args.command == "serve" else "--url"
         error = StoreError(
             f"The database could not be used ({type(reason).__name__}: {reason}); "
-            "check the URL (--url or MAQUINA_DB_URL) and that the server is running."
+            f"check the URL ({option} or MAQUINA_DB_URL) and that the server is running."
         )
         sys.stderr.write(f"maquina-nb: {error}\n")
         return 1

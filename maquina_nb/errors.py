@@ -87,7 +87,11 @@ class UnknownModelError(MaquinaError, LookupError):
     """A model spec names no known provider, alias or registered model."""
 
     def __init__(
-        self, spec: str, suggestions: list[str] | tuple[str, ...] = ()
+        self,
+        spec: str,
+        suggestions: list[str] | tuple[str, ...] = (),
+        *,
+        listing: str = "run %maquina models to list the configured ones",
     ) -> None:
         self.spec = spec
         self.suggestions = list(suggestions)
@@ -98,7 +102,7 @@ class UnknownModelError(MaquinaError, LookupError):
         )
         super().__init__(
             f"Unknown model {spec!r}.{hint} Use a 'provider:model' spec such as "
-            "'openai:gpt-4o', or run %maquina models to list the configured ones."
+            f"'openai:gpt-4o', or {listing}."
         )
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request, WebSocket, status
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 
 from maquina_nb import __version__
 from maquina_nb._redact import get_logger, register_secret
@@ -180,6 +180,11 @@ def create_app(
         poll_interval_s=poll_interval_s,
         tail_max_s=tail_max_s,
     )
+
+    @app.get("/", include_in_schema=False)
+    def root() -> RedirectResponse:
+        """Send a browser that opens the server's address to the API docs."""
+        return RedirectResponse("/docs")
 
     @app.get("/api/health", tags=["server"])
     def health() -> dict[str, str]:

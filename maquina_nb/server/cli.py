@@ -15,12 +15,22 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from maquina_nb._redact import get_logger
 from maquina_nb.errors import ConfigurationError
 
-__all__ = ["add_serve_parser", "check_bind", "resolve_token", "run_serve", "serve"]
+__all__ = [
+    "add_serve_parser",
+    "check_bind",
+    "resolve_token",
+    "run_serve",
+    "serve",
+    "startup_line",
+]
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 logger = get_logger(__name__)
 
@@ -74,6 +84,32 @@ def check_bind(host: str, token: str | None) -> None:
         )
 
 
+def startup_line(db_url: str | URL, host: str, port: int, token: str | None) -> str:
+    """Say what is served where: the database (password masked) and the address."""
+    from sqlalchemy.engine import make_url
+
+    shown = make_url(db_url).render_as_string(hide_password=True)
+    address = f"[{host}]" if ":" in host else host
+    return (
+        f"serving {shown} on http://{address}:{port} (token {'on' if token else 'off'})"
+    )
+
+
+def _log_config(level: str) -> dict[str, Any]:
+    """Uvicorn's logging setup, plus maquina_nb's loggers on its console handler."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["maquina_nb"] = {
+        "handlers": ["default"],
+        "level": level.upper(),
+        "propagate": False,
+    }
+    return config
+
+
 def serve(
     *,
     db_url: str | None = None,
@@ -117,17 +153,14 @@ def serve(
         max_body_bytes=max_body_bytes or DEFAULT_MAX_BODY_BYTES,
         allow_start_runs=allow_start_runs,
     )
-    logger.info(
-        "serving maquina_nb on http://%s:%d (token %s)",
-        host,
-        port,
-        "on" if token else "off",
-    )
     config = uvicorn.Config(
         app,
         host=host,
         port=port,
         log_level=log_level,
+        # With maquina_nb's own loggers, or the startup line below (and any
+        # warning) would reach no handler and never show.
+        log_config=_log_config(log_level),
         proxy_headers=False,
         server_header=False,
         # Longer than uvicorn's 5 s, so that a busy client reusing a connection
@@ -136,6 +169,8 @@ def serve(
         # Clients never need to send more than a close frame on the event stream.
         ws_max_size=65_536,
     )
+    # After uvicorn.Config, which sets logging up.
+    logger.info("%s", startup_line(app.state.maquina.engine.url, host, port, token))
     uvicorn.Server(config).run()
 
 
@@ -152,9 +187,16 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--db", dest="db_url", help="database URL (default: MAQUINA_DB_URL)"
     )
-    parser.add_argument("--host", default=DEFAULT_HOST, help="address to listen on")
     parser.add_argument(
-        "--port", type=int, default=DEFAULT_PORT, help="port to listen on"
+        "--host",
+        default=DEFAULT_HOST,
+        help="address to listen on (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=DEFAULT_PORT,
+        help="port to listen on (default: %(default)s)",
     )
     parser.add_argument(
         "--token",
@@ -184,6 +226,7 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--log-level",
         default="info",
         choices=["critical", "error", "warning", "info", "debug"],
+        help="how much to log (default: %(default)s)",
     )
     parser.set_defaults(func=run_serve)
     return parser
@@ -206,4 +249,7 @@ def run_serve(args: argparse.Namespace) -> int:
     except ConfigurationError as exc:
         sys.stderr.write(f"maquina-nb serve: {exc}\n")
         return 2
+    except KeyboardInterrupt:
+        # Ctrl+C: uvicorn has already shut down cleanly and said so; no traceback.
+        return 130
     return 0

@@ -95,13 +95,24 @@ def _check_models(specs: list[str]) -> None:
             resolve_model(spec)
             status = check_credentials([spec], live=False).iloc[0]
         except MaquinaError as exc:
-            raise StartRunError(("body", "models", index), str(exc)) from exc
+            raise StartRunError(("body", "models", index), api_message(exc)) from exc
         if status["status"] in ("missing", "malformed"):
             raise StartRunError(
                 ("body", "models", index),
                 f"The server has no usable API key for {spec!r} ({status['status']}); "
                 "ask whoever runs the server to set it, or pick another model.",
             )
+
+
+def api_message(exc: BaseException) -> str:
+    """Return the error's sentence, its advice fitted to an API client."""
+    from maquina_nb.errors import UnknownModelError
+
+    if isinstance(exc, UnknownModelError):
+        # The notebook's advice (%maquina models) means nothing to an API client.
+        listing = "pick one that GET /api/models lists"
+        return str(UnknownModelError(exc.spec, exc.suggestions, listing=listing))
+    return str(exc)
 
 
 def _error_field(exc: BaseException) -> tuple[str | int, ...]:
@@ -220,7 +231,9 @@ class RunLauncher:
             if exc is None:
                 run_id = str(finished.result().id)
             elif isinstance(exc, MaquinaError | ValueError):
-                raise StartRunError(_error_field(exc), redact(str(exc))) from exc
+                raise StartRunError(
+                    _error_field(exc), redact(api_message(exc))
+                ) from exc
             else:
                 raise exc
         else:

@@ -55,11 +55,17 @@ def require_token(
     token = _state(request).token
     if token is None:
         return
-    header = f"Bearer {credentials.credentials}" if credentials is not None else None
-    if not token_matches(token, header):
+    if credentials is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
             "This server needs its token: send 'Authorization: Bearer <token>'.",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    if not token_matches(token, f"Bearer {credentials.credentials}"):
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "The token was rejected: it is not this server's token; check it "
+            "(whole, without quotes) or ask whoever runs the server.",
             headers={"WWW-Authenticate": "Bearer"},
         )
 

@@ -81,6 +81,7 @@ def _free_port() -> int:
 
 def test_maquina_nb_serve_starts_a_real_server(tmp_path: Path) -> None:
     import os
+    import signal
     import subprocess
     import sys
     import time
@@ -125,13 +126,18 @@ def test_maquina_nb_serve_starts_a_real_server(tmp_path: Path) -> None:
         )
         docs = httpx.get(f"http://127.0.0.1:{port}/docs", timeout=5)
     finally:
-        server.terminate()
+        # Ctrl+C, as a person at the terminal would stop it.
+        server.send_signal(signal.SIGINT)
         try:
             server.wait(timeout=15)
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait(timeout=5)
+    log = server.stderr.read().decode() if server.stderr else ""
 
+    assert f"serving {db_url} on http://127.0.0.1:{port} (token on)" in log
+    assert "Traceback" not in log
+    assert server.returncode == 130
     assert health.json()["status"] == "ok"
     assert runs.status_code == 401
     assert authorized.json() == {"runs": [], "next_cursor": None}
