@@ -113,7 +113,16 @@ class KernelSession:
                 and msg["content"]["execution_state"] == "idle"
             ):
                 break
-        result.reply = self.client.get_shell_msg(timeout=30)["content"]
+        # Skip replies to earlier requests (a kernel_info reply left over from
+        # wait_for_ready would otherwise shift every later reply by one).
+        reply_deadline = time.monotonic() + 30
+        while True:
+            shell = self.client.get_shell_msg(
+                timeout=max(0.1, reply_deadline - time.monotonic())
+            )
+            if shell["parent_header"].get("msg_id") == msg_id:
+                break
+        result.reply = shell["content"]
         return result
 
     def drain(self, quiet: float = 1.0, limit: float = 15.0) -> None:
