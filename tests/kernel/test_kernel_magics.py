@@ -273,7 +273,7 @@ def test_c30_line_is_literal_in_the_kernel(start_kernel: Any, tmp_path: Path) ->
     }
     assert json.loads(tags) == ["my run", "plain"]
 
-    # A run refused before sending anything leaves no table behind.
+    # A run refused before sending anything leaves a table that says why, no rows.
     refused = kernel.run(
         "%%orchestrate --models echo --replay-only\nNever asked before"
     )
@@ -281,7 +281,9 @@ def test_c30_line_is_literal_in_the_kernel(start_kernel: Any, tmp_path: Path) ->
     kinds = [o["output_type"] for o in refused.outputs if o["output_type"] != "stream"]
     assert kinds == ["display_data", "update_display_data"]
     updates = [o for o in refused.outputs if o["output_type"] == "update_display_data"]
-    assert updates[0]["data"] == {"text/plain": ""}
+    saved = updates[-1]["data"]["text/plain"]
+    assert saved.startswith("Comparison: refused: replay_only is set")
+    assert "[queued]" not in saved
 
 
 # --- C33: a canary key never reaches the saved notebook ---------------------
