@@ -181,6 +181,61 @@ def _parameters(value: Any) -> dict[str, Any]:
     return dict(value)
 
 
+def _temperature(value: Any) -> float:
+    number = _number(value)
+    if not 0 <= number <= 2:
+        raise _Bad("a number from 0 to 2")
+    return number
+
+
+def _top_p(value: Any) -> float:
+    number = _number(value)
+    if not 0 <= number <= 1:
+        raise _Bad("a number from 0 to 1")
+    return number
+
+
+def _seed(value: Any) -> int:
+    number = _number(value)
+    if not number.is_integer():
+        raise _Bad("a whole number")
+    return int(number)
+
+
+def _stop(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise _Bad("a string or a list of strings")
+
+
+#: Request parameters the models read themselves; others go to the provider as is.
+_KNOWN_PARAMETERS: dict[str, Callable[[Any], Any]] = {
+    "temperature": _temperature,
+    "top_p": _top_p,
+    "max_tokens": _whole_above_zero,
+    "seed": _seed,
+    "stop": _stop,
+}
+
+
+def _checked_parameters(value: Any, where: str) -> dict[str, Any]:
+    try:
+        parameters = _parameters(value)
+    except _Bad as exc:
+        raise _refuse("parameters", value, where, str(exc)) from None
+    for name, item in parameters.items():
+        check = _KNOWN_PARAMETERS.get(name)
+        if check is None or item is None:
+            continue
+        try:
+            parameters[name] = check(item)
+        except _Bad as exc:
+            raise _refuse(f"parameters.{name}", item, where, str(exc)) from None
+    return parameters
+
+
 _SETTINGS: dict[str, tuple[Callable[[Any], Any], bool]] = {
     # name: (coerce, None allowed)
     "spec": (_spec, True),
@@ -236,6 +291,8 @@ def coerce_setting(name: str, value: Any, *, where: str) -> Any:
         ConfigurationError: the value has the wrong type or is out of range.
     """
     coerce, nullable = _SETTINGS[name]
+    if name == "parameters" and value is not None:
+        return _checked_parameters(value, where)
     if value is None:
         if nullable:
             return None

@@ -153,3 +153,47 @@ def test_an_empty_api_key_still_means_not_set(monkeypatch: pytest.MonkeyPatch) -
     model = resolve_model("gpt-4o", api_key="")
 
     assert model.key_info().source == "OPENAI_API_KEY"
+
+
+def test_default_request_parameters_are_checked_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "maquina.toml").write_text(
+        '[models.x]\nspec = "openai:gpt-4o"\n'
+        'parameters = { max_tokens = "100", stop = "END", temperature = 0, '
+        "top_p = 1, seed = 7, logprobs = true }\n",
+        encoding="utf-8",
+    )
+    monkeypatch.chdir(tmp_path)
+
+    parameters = resolve_model("x").settings.parameters
+
+    assert parameters == {
+        "max_tokens": 100,
+        "stop": ["END"],
+        "temperature": 0.0,
+        "top_p": 1.0,
+        "seed": 7,
+        "logprobs": True,
+    }
+
+
+@pytest.mark.parametrize(
+    "parameters",
+    [
+        {"max_tokens": "lots"},
+        {"max_tokens": 0},
+        {"temperature": "hot"},
+        {"temperature": -1},
+        {"top_p": 2},
+        {"seed": 1.5},
+        {"stop": [1, 2]},
+    ],
+)
+def test_bad_default_request_parameters_are_refused(
+    parameters: dict[str, object],
+) -> None:
+    name = next(iter(parameters))
+
+    with pytest.raises(ConfigurationError, match=f"parameters.{name}"):
+        resolve_model("gpt-4o", parameters=parameters)
