@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING
 
+from maquina_nb._money import usd
 from maquina_nb._redact import get_logger
 from maquina_nb.errors import BudgetExceededError, ConfigurationError
 
@@ -121,14 +122,14 @@ def check_budget(plan: Plan, max_cost: float | None) -> None:
 
     if plan.unpriced_models:
         logger.warning(
-            "cannot estimate the cost of %s; max_cost=%.4f applies to the others",
+            "cannot estimate the cost of %s; max_cost=%s applies to the others",
             ", ".join(plan.unpriced_models),
-            max_cost,
+            usd(max_cost),
         )
     estimate = plan.estimated_cost_usd
     if estimate is not None and estimate > max_cost:
         raise BudgetExceededError(
-            f"The run is estimated to cost ${estimate:.4f}, above max_cost=${max_cost:.4f}; "
+            f"The run is estimated to cost {usd(estimate)}, above max_cost={usd(max_cost)}; "
             "raise max_cost, lower max_tokens, or ask fewer items or models.",
             estimate=estimate,
             limit=float(max_cost),

@@ -18,6 +18,7 @@ from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from maquina_nb._money import usd
 from maquina_nb._redact import get_logger
 from maquina_nb.orchestrator import events as ev
 from maquina_nb.orchestrator.budget import SpendTracker, worst_case_cost
@@ -128,8 +129,8 @@ class Execution:
                 self._finish(planned, row)
         if unsent:
             self.notice = (
-                f"max_cost=${self.spend.max_cost or 0:.4f} stopped the run: {unsent} of "
-                f"{plan.total} requests were not sent (spent ${self.spend.spent:.4f}); "
+                f"max_cost={usd(self.spend.max_cost or 0)} stopped the run: {unsent} of "
+                f"{plan.total} requests were not sent (spent {usd(self.spend.spent)}); "
                 "raise max_cost or set max_tokens, then run it again to ask the rest."
             )
             logger.warning("run %s: %s", self.run_id, self.notice)
@@ -187,9 +188,9 @@ class Execution:
             return None
         cost, tokens, source = self._worst_case(planned)
         return (
-            f"Not sent: its worst-case cost ${cost or 0:.4f} ({tokens:,} output "
-            f"tokens, {source}) is more than the ${self.spend.left:.4f} left of "
-            f"max_cost=${self.spend.max_cost or 0:.4f}; set max_tokens to bound it "
+            f"Not sent: its worst-case cost {usd(cost or 0)} ({tokens:,} output "
+            f"tokens, {source}) is more than the {usd(self.spend.left)} left of "
+            f"max_cost={usd(self.spend.max_cost or 0)}; set max_tokens to bound it "
             "or raise max_cost."
         )
 
@@ -387,6 +388,16 @@ class Execution:
         await self.writer.aclose()
         responses = [Response.from_row(r) for r in self.rows if r is not None]
         status = "cancelled" if cancelled else _run_status(responses)
+        unsaved = self.writer.unsaved
+        if unsaved:
+            # The database lacks some answers: the stored run is not complete.
+            if status == "complete":
+                status = "partial"
+            lost = (
+                f"{unsaved} of {len(responses)} responses could not be saved to the "
+                "database (see the warnings above); they are only in this Run."
+            )
+            self.notice = f"{self.notice} {lost}" if self.notice else lost
         duration = time.perf_counter() - self._started
         self.result = Run(
             id=self.run_id,

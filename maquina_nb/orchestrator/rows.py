@@ -29,6 +29,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from maquina_nb._money import usd
 from maquina_nb._redact import redact
 from maquina_nb.errors import (
     ConfigurationError,
@@ -238,7 +239,7 @@ def unsent_row(
             status="skipped",
             error_kind="budget",
             error_message=message
-            or f"Not sent: spend reached max_cost=${max_cost or 0:.4f}.",
+            or f"Not sent: spend reached max_cost={usd(max_cost or 0)}.",
         )
     else:
         row.update(

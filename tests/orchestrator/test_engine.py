@@ -208,7 +208,7 @@ def test_budget_refuses_a_run_estimated_above_max_cost(db_url: str) -> None:
 
     assert (caught.value.estimate, caught.value.limit) == (pytest.approx(0.03), 0.025)
     assert str(caught.value) == (
-        "The run is estimated to cost $0.0300, above max_cost=$0.0250; raise "
+        "The run is estimated to cost $0.03, above max_cost=$0.025; raise "
         "max_cost, lower max_tokens, or ask fewer items or models."
     )
     assert model.calls == []
@@ -239,7 +239,7 @@ def test_budget_stops_scheduling_once_spend_reaches_max_cost(db_url: str) -> Non
     skipped = run.responses[-1]
     assert (skipped.error_kind, skipped.error_message, skipped.text) == (
         "budget",
-        "Not sent: spend reached max_cost=$0.0250.",
+        "Not sent: spend reached max_cost=$0.025.",
         None,
     )
     assert len(model.calls) == 3
