@@ -56,10 +56,14 @@ _SECRET_WORDS = frozenset(
     }
 )
 _WORD = re.compile(r"[a-z0-9]+")
+#: Known settings whose names merely contain such a word.
+_NOT_SECRET = frozenset({"tokens_per_minute", "first_token_timeout"})
 
 
 def is_secret_name(name: str) -> bool:
     """Tell whether an option called ``name`` would carry a key or names one."""
+    if name in _NOT_SECRET:
+        return False
     lowered = name.lower()
     words = set(_WORD.findall(lowered))
     return bool(words & _SECRET_WORDS) or any(

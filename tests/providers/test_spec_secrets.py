@@ -49,10 +49,13 @@ def test_a_key_in_a_spec_is_refused_without_repeating_it(
     assert CANARY not in redact(f"logged later: {spec}")
 
 
-def test_tokens_per_minute_is_not_taken_for_a_token() -> None:
-    model = resolve_model("openai:gpt-4o?tokens_per_minute=1000&timeout=5")
+@pytest.mark.parametrize(
+    "options", ["tokens_per_minute=1000&timeout=5", "first_token_timeout=30"]
+)
+def test_settings_named_like_tokens_are_not_taken_for_keys(options: str) -> None:
+    model = resolve_model(f"openai:gpt-4o?{options}")
 
-    assert model.spec == "openai:gpt-4o?tokens_per_minute=1000&timeout=5"
+    assert model.spec == f"openai:gpt-4o?{options}"
 
 
 def test_an_alias_whose_spec_holds_a_key_is_refused(
