@@ -109,3 +109,10 @@ def test_configure_model_refuses_a_spec_holding_a_key_at_once() -> None:
     assert CANARY not in str(caught.value)
     with pytest.raises(Exception, match="Unknown model 'leaky'"):
         resolve_model("leaky")
+
+
+def test_only_the_key_settings_count_as_secret_names() -> None:
+    from maquina_nb.providers.settings import _NAMES, is_secret_name
+
+    assert [name for name in _NAMES if is_secret_name(name)] == ["api_key", "key_env"]
+    assert not any(is_secret_name(n) for n in ("latency", "chunk_delay", "path"))
