@@ -198,7 +198,8 @@ def to_json_value(value: Any) -> Any:
     if isinstance(value, int):
         return value
     if isinstance(value, float):
-        return None if math.isnan(value) else value
+        # JSON has no NaN or infinity: both are recorded as null.
+        return value if math.isfinite(value) else None
 
     # numpy scalars, pandas NA/NaT and timestamps, without importing either.
     try:

@@ -20,7 +20,12 @@ from sqlalchemy import Connection, Table
 from maquina_nb.db.ids import new_ids
 from maquina_nb.db.models import ModelResponse
 from maquina_nb.db.types import sqlite_timestamp, utcnow
-from maquina_nb.db.validation import check_response_row
+from maquina_nb.db.validation import (
+    check_response_row,
+    clean_json,
+    clean_row,
+    json_needs_cleaning,
+)
 from maquina_nb.errors import StoreError
 
 __all__ = ["RESPONSE_COLUMNS", "insert_sqlite", "prepare_responses"]
@@ -39,6 +44,20 @@ _JSON_POSITIONS = tuple(
     index
     for index, name in enumerate(RESPONSE_COLUMNS)
     if name in {"request_parameters", "messages", "variables", "tool_calls"}
+)
+# Text that may come from a model or a provider (ids and statuses are ours).
+_FREE_TEXT = tuple(
+    name
+    for name in (
+        "text",
+        "error_message",
+        "model_spec",
+        "provider",
+        "model_id",
+        "finish_reason",
+        "raw_finish_reason",
+    )
+    if name in RESPONSE_COLUMNS
 )
 _STAMP_POSITIONS = tuple(
     RESPONSE_COLUMNS.index(name) for name in ("created_at", "updated_at")
@@ -113,6 +132,9 @@ def prepare_responses(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]
             if record[key] is None:
                 record[key] = default
         check_response_row(record)
+        # NUL and lone surrogates in text cannot be stored: cleaned (JSON
+        # values are cleaned when encoded, here and by the engines' serializer).
+        clean_row(record, _FREE_TEXT)
         records.append(record)
     return records
 
@@ -138,7 +160,11 @@ def insert_sqlite(connection: Connection, records: list[dict[str, Any]]) -> None
         key = id(value)
         text = encoded.get(key)
         if text is None:
-            text = encoded[key] = dumps(value)
+            text = dumps(value)
+            if json_needs_cleaning(text):
+                # NUL, surrogates, inf/nan: stored as U+FFFD and null.
+                text = dumps(clean_json(value))
+            encoded[key] = text
         return text
 
     def _stamp(value: dt.datetime) -> str:

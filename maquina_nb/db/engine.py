@@ -24,6 +24,7 @@ from sqlalchemy.pool import StaticPool
 
 from maquina_nb._redact import get_logger
 from maquina_nb.config import default_db_url
+from maquina_nb.db.validation import dumps_storable
 
 __all__ = [
     "SQLITE_BUSY_TIMEOUT_MS",
@@ -98,7 +99,7 @@ def make_engine(url: str) -> Engine:
     """Return a new engine for ``url`` with maquina_nb's settings, not migrated."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(parsed, pool_pre_ping=True)
+        return create_engine(parsed, pool_pre_ping=True, json_serializer=dumps_storable)
 
     if _is_memory(parsed.database):
         # One shared connection, or every checkout would see a new empty database.
@@ -106,6 +107,7 @@ def make_engine(url: str) -> Engine:
             parsed,
             poolclass=StaticPool,
             connect_args={"check_same_thread": False},
+            json_serializer=dumps_storable,
         )
         _install_sqlite_hooks(engine, wal=False)
         return engine
@@ -115,7 +117,9 @@ def make_engine(url: str) -> Engine:
     path = Path(parsed.database or "").expanduser().resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(
-        parsed.set(database=str(path)), connect_args={"check_same_thread": False}
+        parsed.set(database=str(path)),
+        connect_args={"check_same_thread": False},
+        json_serializer=dumps_storable,
     )
     _install_sqlite_hooks(engine, wal=True)
     return engine

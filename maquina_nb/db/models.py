@@ -45,6 +45,7 @@ from maquina_nb.db.validation import (
     check_feedback,
     check_non_empty,
     check_non_negative,
+    clean_json,
 )
 
 __all__ = [
@@ -399,3 +400,16 @@ def _check_complete_feedback(
         check_non_empty("HumanFeedback", "comment", target.comment)
     if target.kind == "label" and target.label is None:
         check_non_empty("HumanFeedback", "label", target.label)
+
+
+@event.listens_for(Base, "before_insert", propagate=True)
+@event.listens_for(Base, "before_update", propagate=True)
+def _clean_values(mapper: Mapper[Any], connection: Connection, target: Any) -> None:
+    """Store NUL and lone surrogates as U+FFFD, inf/nan in JSON as null (validation.py)."""
+    state = target.__dict__
+    for prop in mapper.column_attrs:
+        value = state.get(prop.key)
+        if isinstance(value, (str, dict, list)):
+            cleaned = clean_json(value)
+            if cleaned is not value:
+                setattr(target, prop.key, cleaned)

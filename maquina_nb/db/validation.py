@@ -4,12 +4,23 @@ Bulk inserts go through SQLAlchemy Core for speed and so skip the ORM hooks;
 both paths call the same functions here, so a bad value is rejected the same way
 whichever path writes it. Every failure is an
 :class:`~maquina_nb.errors.InvalidFieldError` naming the field and the value.
+
+Some values are cleaned rather than refused, the same way on both paths and
+both backends (:func:`clean_text`, :func:`clean_json`), so that a model's odd
+output never costs its row:
+
+- a NUL character (U+0000, which PostgreSQL text and jsonb cannot hold) and
+  a lone surrogate (which UTF-8 cannot encode) become U+FFFD;
+- a non-finite float (``inf``, ``-inf``, ``nan``) inside a JSON value becomes
+  ``null`` (JSON has no such numbers; SQLite would store invalid JSON and
+  PostgreSQL refuses them).
 """
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from typing import Any, TypeVar
 
 from maquina_nb.errors import InvalidFieldError
@@ -24,6 +35,11 @@ __all__ = [
     "check_non_empty",
     "check_non_negative",
     "check_response_row",
+    "clean_json",
+    "clean_row",
+    "clean_text",
+    "dumps_storable",
+    "json_needs_cleaning",
 ]
 
 #: ``orchestration_contexts.status``.
@@ -150,3 +166,91 @@ def check_response_row(row: Mapping[str, Any]) -> None:
             type(value) not in (float, int) or not 0 <= value < math.inf
         ):
             check_non_negative("ModelResponse", field, value)
+
+
+# --- cleaning -------------------------------------------------------------------
+
+
+def _unstorable(value: str) -> bool:
+    # memchr and an ASCII check first: a UTF-8 encode only for non-ASCII text.
+    if "\x00" in value:
+        return True
+    if value.isascii():
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def clean_text(value: str) -> str:
+    """Return ``value`` with NUL and lone surrogates as U+FFFD (the same object if clean)."""
+    if not _unstorable(value):
+        return value
+    if not value.isascii():
+        # A surrogate pair left by a JSON decoder becomes its character; a
+        # lone surrogate becomes U+FFFD.
+        value = value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return value.replace("\x00", "\ufffd")
+
+
+def clean_json(value: Any) -> Any:
+    """Return a JSON value with clean strings and non-finite floats as ``None``.
+
+    Containers are copied only when something in them changes.
+    """
+    kind = type(value)
+    if kind is str:
+        return clean_text(value)
+    if kind is float:
+        return value if math.isfinite(value) else None
+    if kind is dict or isinstance(value, Mapping):
+        changed = False
+        items = []
+        for key, item in value.items():
+            new_key = clean_text(key) if type(key) is str else key
+            new_item = clean_json(item)
+            changed = changed or new_key is not key or new_item is not item
+            items.append((new_key, new_item))
+        return dict(items) if changed else value
+    if kind is list or kind is tuple or isinstance(value, (list, tuple)):
+        cleaned = [clean_json(item) for item in value]
+        if any(new is not old for new, old in zip(cleaned, value, strict=True)):
+            return cleaned
+        return value
+    if isinstance(value, float):  # numpy floats and other float subclasses
+        return float(value) if math.isfinite(value) else None
+    return value
+
+
+def json_needs_cleaning(text: str) -> bool:
+    """Tell whether JSON text (ASCII-escaped) may hold NUL, a surrogate or inf/nan.
+
+    May say yes for clean text (an emoji's escaped surrogate pair, the word
+    NaN in a string); then :func:`clean_json` just finds nothing to change.
+    """
+    return "\\u0000" in text or "\\ud" in text or "Infinity" in text or "NaN" in text
+
+
+def dumps_storable(value: Any, dumps: Callable[[Any], str] = json.dumps) -> str:
+    """Encode ``value`` as JSON both databases take (the engines' serializer).
+
+    Encodes once; only when the text shows a NUL, a surrogate or a non-finite
+    number is the value cleaned (:func:`clean_json`) and encoded again.
+    """
+    text = dumps(value)
+    if json_needs_cleaning(text):
+        text = dumps(clean_json(value))
+    return text
+
+
+def clean_row(row: MutableMapping[str, Any], keys: Iterable[str] | None = None) -> None:
+    """Clean the text values of ``row`` (only ``keys`` when given) in place.
+
+    JSON values are cleaned when encoded (:func:`dumps_storable`).
+    """
+    for key in row if keys is None else keys:
+        value = row[key]
+        if type(value) is str and _unstorable(value):
+            row[key] = clean_text(value)
