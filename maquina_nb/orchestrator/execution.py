@@ -411,8 +411,8 @@ class Execution:
             duration_s=duration,
             repository=self.owner.repository,
             unsaved=self.writer.unsaved,
+            notice=self.notice,
         )
-        self.result.notice = self.notice
         remember(self.result)
         totals = self.result.totals
         try:

@@ -191,6 +191,9 @@ class Run:
         max_cost_usd: the budget the run ran under, if any.
         duration_s: wall time from the first request to the last write.
         unsaved: how many responses could not be written to the database.
+        notice: one or two sentences on why the run is not what was asked
+            (``max_cost`` stopped it, responses could not be saved), or
+            ``None``; also sent on ``RunFinished`` (``extra["notice"]``).
 
     In a notebook with the extension loaded (``%load_ext maquina_nb``) a run
     shown as a cell's result is the static comparison table
@@ -211,6 +214,7 @@ class Run:
         duration_s: float,
         repository: Repository | None,
         unsaved: int = 0,
+        notice: str | None = None,
     ) -> None:
         self.id = id
         self.name = name
@@ -223,6 +227,7 @@ class Run:
         self.max_cost_usd = max_cost_usd
         self.duration_s = duration_s
         self.unsaved = unsaved
+        self.notice = notice
         self._repository = repository
 
     def __repr__(self) -> str:
