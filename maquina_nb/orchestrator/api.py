@@ -112,7 +112,7 @@ def orchestrate(
         concurrency: requests in flight at once across all models (default
             :data:`maquina_nb.config.DEFAULT_CONCURRENCY`, 32).
         name: a name for the run.
-        tags: labels to find the run by later.
+        tags: labels to find the run by later (a single string is one tag).
         db: database URL, SQLAlchemy Engine or Repository (default
             ``MAQUINA_DB_URL``, else ``maquina.db`` in the working directory).
         stream: stream from models that can (text deltas reach ``on_event``).
@@ -132,7 +132,13 @@ def orchestrate(
 
     Raises:
         TemplateError: the template uses an undefined variable (raised before
-            anything is sent, naming the variable and the available columns).
+            anything is sent, naming the variable and the available columns),
+            fails to render on some row (``{{ 1/0 }}``, a sandbox bound,
+            a prompt over 1,000,000 characters), renders to an empty prompt,
+            or the conversation has a misplaced system message.
+        ConfigurationError: a bad argument, such as a temperature outside 0
+            to 2, ``max_tokens`` below 1, or tags that are not strings (a
+            single string is one tag).
         UnknownModelError: a model spec is unknown.
         ReplayMissError: with ``replay_only``, some request has no stored answer.
         BudgetExceededError: the estimate is above ``max_cost``.
