@@ -15,6 +15,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from maquina_nb._money import usd
 from maquina_nb.notebook.render import escape_text
 
 __all__ = [
@@ -86,7 +87,7 @@ def _metrics(cell: Mapping[str, Any]) -> str:
     if tokens_in is not None or tokens_out is not None:
         parts.append(f"{_or_dash(tokens_in)} → {_or_dash(tokens_out)} tok")
     if cell.get("cost_usd") is not None:
-        parts.append(f"${cell['cost_usd']:.4f}")
+        parts.append(usd(cell["cost_usd"]))
     return " · ".join(parts)
 
 
@@ -191,9 +192,9 @@ def _summary(run: Mapping[str, Any]) -> str:
     parts = [f"{run.get('done', 0)}/{run.get('total', 0)} done"]
     if run.get("failed"):
         parts.append(f"{run['failed']} failed")
-    spend = f"${run.get('cost_usd') or 0:.4f}"
+    spend = usd(run.get("cost_usd") or 0)
     if run.get("max_cost_usd") is not None:
-        spend += f" of ${run['max_cost_usd']:.2f} budget"
+        spend += f" of {usd(run['max_cost_usd'])} budget"
     parts.append(spend)
     parts.append(f"{run.get('elapsed_s') or 0:.1f} s")
     parts.append(str(run.get("status", "")))

@@ -30,6 +30,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from maquina_nb._money import usd
 from maquina_nb._redact import get_logger
 from maquina_nb.orchestrator import events as ev
 
@@ -263,7 +264,7 @@ class ProgressBar:
         self._bar.update(1)
         if self.failed:
             self._bar.set_postfix(
-                failed=self.failed, cost=f"${self.cost:.4f}", refresh=False
+                failed=self.failed, cost=usd(self.cost), refresh=False
             )
 
     def close(self) -> None:

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any
 
+from maquina_nb._money import usd
 from maquina_nb._redact import get_logger
 
 if TYPE_CHECKING:
@@ -231,11 +232,7 @@ class Run:
         self._repository = repository
 
     def __repr__(self) -> str:
-        cost = (
-            "unknown"
-            if self.totals.cost_usd is None
-            else f"${self.totals.cost_usd:.4f}"
-        )
+        cost = "unknown" if self.totals.cost_usd is None else usd(self.totals.cost_usd)
         items = _count(len(self.items), "item")
         models = _count(len(self.models), "model")
         return (

@@ -64,7 +64,7 @@ def test_static_html_bounds_items_and_counts_the_rest() -> None:
     text = render_static_text(state.snapshot())
     assert (
         text.splitlines()[0]
-        == "Comparison static: 60/120 done · 60 failed · $30.0000 · 3.0 s · partial"
+        == "Comparison static: 60/120 done · 60 failed · $30.00 · 3.0 s · partial"
     )
     assert text.splitlines()[-1] == "… and 50 more items"
 

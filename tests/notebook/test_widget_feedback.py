@@ -484,7 +484,7 @@ def test_static_fallback_lists_items_models_and_summary(repo: Repository) -> Non
     text = widget._repr_mimebundle_()[0]["text/plain"]
 
     assert text.splitlines() == [
-        "Comparison feedback test: 4/4 done · $0.0100 of $1.00 budget · 2.5 s · complete",
+        "Comparison feedback test: 4/4 done · $0.01 of $1.00 budget · 2.5 s · complete",
         "[0] What is 2+2?",
         "    openai:gpt-4o: [done] 4",
         "    anthropic:claude-sonnet-4-5: [done] Four.",

@@ -15,7 +15,7 @@ def test_repr_counts_in_singular_and_plural(db_url: str) -> None:
 
     assert re.fullmatch(
         r"<Run [0-9a-f]{32} complete: 1 item \u00d7 1 model, 1/1 answered, 0 failed, "
-        r"cost \$0\.0000>",
+        r"cost \$0\.00>",
         repr(one),
     ), repr(one)
     assert " 2 items \N{MULTIPLICATION SIGN} 2 models, 4/4 answered, " in repr(many)
