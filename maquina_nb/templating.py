@@ -61,7 +61,10 @@ from maquina_nb._template_bounds import (
     MAX_RENDERED_CHARS,
     LimitError,
     bounded_binop,
+    bounded_filters,
+    bounded_join,
     bounded_range,
+    check_format,
     generate_bounded,
 )
 from maquina_nb.errors import TemplateError
@@ -129,15 +132,34 @@ def get_environment() -> jinja2.Environment:
     global _env
     if _env is None:
         import jinja2
+        from jinja2.compiler import CodeGenerator
         from jinja2.sandbox import SandboxedEnvironment
 
+        class _BoundedCodeGenerator(CodeGenerator):
+            # ``a ~ b`` joins through bounded_join, which checks the size.
+            def visit_Concat(self, node: Any, frame: Any) -> None:
+                self.write("environment.bounded_join((")
+                for arg in node.nodes:
+                    self.visit(arg, frame)
+                    self.write(", ")
+                self.write("))")
+
         class _BoundedEnvironment(SandboxedEnvironment):
-            intercepted_binops = frozenset({"*", "**"})
+            intercepted_binops = frozenset({"*", "**", "+", "%"})
+            code_generator_class = _BoundedCodeGenerator
+            bounded_join = staticmethod(bounded_join)
 
             def call_binop(
                 self, context: Any, operator: str, left: Any, right: Any
             ) -> Any:
                 return bounded_binop(self, operator, left, right)
+
+            def wrap_str_format(self, value: Any) -> Any:
+                wrapped = super().wrap_str_format(value)
+                if wrapped is None:
+                    return None
+                check_format(getattr(value, "__self__", None))
+                return wrapped
 
         _env = _BoundedEnvironment(
             undefined=jinja2.StrictUndefined,
@@ -146,6 +168,7 @@ def get_environment() -> jinja2.Environment:
             finalize=_finalize,
         )
         _env.globals["range"] = bounded_range
+        _env.filters.update(bounded_filters())
     return _env
 
 

@@ -327,3 +327,36 @@ def test_runtime_error_without_over_names_the_prompt() -> None:
 def test_rendered_prompt_over_the_cap_is_refused() -> None:
     with pytest.raises(TemplateError, match="1,000,000 characters"):
         render("{% for i in range(30000) %}{{ text }}{% endfor %}", {"text": "x" * 50})
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "{{ 'ab' | center(10**9) }}",
+        "{{ 'x' | indent(10**8, true) }}",
+        "{{ '%0999999999d' | format(1) }}",
+        "{{ '{:>999999999}'.format(1) }}",
+        "{% macro f(s, n) %}{{ f(s ~ s, n - 1) if n else s | length }}{% endmacro %}"
+        "{{ f('x', 40) }}",
+        "{% set ns = namespace(l=[1]) %}{% for i in range(40) %}"
+        "{% set ns.l = ns.l + ns.l %}{% endfor %}{{ ns.l | length }}",
+    ],
+)
+def test_sandbox_bounds_stop_huge_intermediate_values(body: str) -> None:
+    with pytest.raises(TemplateError, match="limit"):
+        render(body, {})
+
+
+def test_a_render_that_runs_too_long_is_stopped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from maquina_nb import _template_bounds
+
+    monkeypatch.setattr(_template_bounds, "MAX_RENDER_SECONDS", 0.01)
+    body = (
+        "{% for i in range(500) %}{% for j in range(500) %}"
+        "{% set s = 'x' * 1000 %}{% endfor %}{% endfor %}"
+    )
+
+    with pytest.raises(TemplateError, match="seconds"):
+        render(body, {})
