@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, Row, and_, func, or_, select
+from sqlalchemy import Engine, Row, Select, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from maquina_nb.db import Decision, HumanFeedback, ModelResponse, OrchestrationContext
@@ -138,10 +138,7 @@ def responses_page(
 
     with engine.connect() as connection:
         rows = list(connection.execute(query))
-    if len(rows) <= limit:
-        return rows, None
-    rows = rows[:limit]
-    return rows, encode_cursor(rows[-1].item_index, rows[-1].id)
+    return _cut_page(rows, limit, "item_index", "id")
 
 
 def responses_since(
@@ -175,11 +172,27 @@ def run_items(engine: Engine, run_id: str) -> list[Row[Any]]:
         return list(connection.execute(query))
 
 
-def _id_cursor(cursor: str | None) -> str | None:
-    if cursor is None:
-        return None
-    (last_id,) = _decode_cursor(cursor, (str,))
-    return str(last_id)
+def _cut_page(rows: list[Any], limit: int, *key: str) -> tuple[list[Any], str | None]:
+    # The queries fetch limit + 1 rows: one more means there is a next page,
+    # whose cursor is the sort key of this page's last row.
+    if len(rows) <= limit:
+        return rows, None
+    rows = rows[:limit]
+    return rows, encode_cursor(*(getattr(rows[-1], name) for name in key))
+
+
+def _id_page(
+    engine: Engine, query: Select[Any], id_column: Any, cursor: str | None, limit: int
+) -> tuple[list[Any], str | None]:
+    """Run ``query`` for ORM rows as one page ordered by ``id_column``."""
+    if cursor is not None:
+        (last_id,) = _decode_cursor(cursor, (str,))
+        query = query.where(id_column > last_id)
+    query = query.order_by(id_column).limit(limit + 1)
+
+    with Session(engine, expire_on_commit=False) as session:
+        rows = list(session.scalars(query))
+    return _cut_page(rows, limit, "id")
 
 
 def feedback_page(
@@ -204,17 +217,7 @@ def feedback_page(
         query = query.where(HumanFeedback.kind == kind)
     if rater is not None:
         query = query.where(HumanFeedback.rater == rater)
-    last_id = _id_cursor(cursor)
-    if last_id is not None:
-        query = query.where(HumanFeedback.id > last_id)
-    query = query.order_by(HumanFeedback.id).limit(limit + 1)
-
-    with Session(engine, expire_on_commit=False) as session:
-        rows = list(session.scalars(query))
-    if len(rows) <= limit:
-        return rows, None
-    rows = rows[:limit]
-    return rows, encode_cursor(rows[-1].id)
+    return _id_page(engine, query, HumanFeedback.id, cursor, limit)
 
 
 def decisions_page(
@@ -232,17 +235,7 @@ def decisions_page(
         query = query.where(Decision.strategy == strategy)
     if item_index is not None:
         query = query.where(Decision.item_index == item_index)
-    last_id = _id_cursor(cursor)
-    if last_id is not None:
-        query = query.where(Decision.id > last_id)
-    query = query.order_by(Decision.id).limit(limit + 1)
-
-    with Session(engine, expire_on_commit=False) as session:
-        rows = list(session.scalars(query))
-    if len(rows) <= limit:
-        return rows, None
-    rows = rows[:limit]
-    return rows, encode_cursor(rows[-1].id)
+    return _id_page(engine, query, Decision.id, cursor, limit)
 
 
 def all_feedback(engine: Engine, run_id: str) -> list[tuple[int, str, str, int | None]]:

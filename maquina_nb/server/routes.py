@@ -7,6 +7,7 @@ WebSockets. Each answers 404 naming an unknown id and 422 naming a bad field.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
@@ -127,6 +128,24 @@ def _require_run(engine: Any, run_id: str) -> Any:
     return run
 
 
+def _run_page(
+    request: Request,
+    run_id: str,
+    page: Callable[..., tuple[list[Any], str | None]],
+    *,
+    limit: int,
+    cursor: str | None,
+    **filters: Any,
+) -> tuple[list[Any], str | None]:
+    """Return one ``page`` of a known run's rows; 404 for the run, 422 for the cursor."""
+    engine = _state(request).engine
+    _require_run(engine, run_id)
+    try:
+        return page(engine, run_id, limit=limit, cursor=cursor, **filters)
+    except _queries.CursorError as exc:
+        raise field_error(("query", "cursor"), str(exc), cursor) from exc
+
+
 # --- runs ----------------------------------------------------------------------
 
 
@@ -214,20 +233,16 @@ def list_responses(
     item_index: Annotated[int | None, Query(ge=0, le=2**31 - 1)] = None,
 ) -> Response:
     """List a run's responses in item order, one keyset page at a time."""
-    engine = _state(request).engine
-    _require_run(engine, run_id)
-    try:
-        rows, next_cursor = _queries.responses_page(
-            engine,
-            run_id,
-            limit=limit,
-            cursor=cursor,
-            model=model,
-            status=status_,
-            item_index=item_index,
-        )
-    except _queries.CursorError as exc:
-        raise field_error(("query", "cursor"), str(exc), cursor) from exc
+    rows, next_cursor = _run_page(
+        request,
+        run_id,
+        _queries.responses_page,
+        limit=limit,
+        cursor=cursor,
+        model=model,
+        status=status_,
+        item_index=item_index,
+    )
     return _json(
         ResponsePage(
             responses=[
@@ -289,20 +304,16 @@ def list_feedback(
     rater: Text = None,
 ) -> FeedbackPage:
     """List the feedback on a run's responses, oldest first."""
-    engine = _state(request).engine
-    _require_run(engine, run_id)
-    try:
-        rows, next_cursor = _queries.feedback_page(
-            engine,
-            run_id,
-            limit=limit,
-            cursor=cursor,
-            response_id=response_id,
-            kind=kind,
-            rater=rater,
-        )
-    except _queries.CursorError as exc:
-        raise field_error(("query", "cursor"), str(exc), cursor) from exc
+    rows, next_cursor = _run_page(
+        request,
+        run_id,
+        _queries.feedback_page,
+        limit=limit,
+        cursor=cursor,
+        response_id=response_id,
+        kind=kind,
+        rater=rater,
+    )
     return FeedbackPage(
         feedback=[
             FeedbackOut.model_validate(row, from_attributes=True) for row in rows
@@ -369,19 +380,15 @@ def list_decisions(
     item_index: Annotated[int | None, Query(ge=0, le=2**31 - 1)] = None,
 ) -> DecisionPage:
     """List a run's decisions, oldest first."""
-    engine = _state(request).engine
-    _require_run(engine, run_id)
-    try:
-        rows, next_cursor = _queries.decisions_page(
-            engine,
-            run_id,
-            limit=limit,
-            cursor=cursor,
-            strategy=strategy,
-            item_index=item_index,
-        )
-    except _queries.CursorError as exc:
-        raise field_error(("query", "cursor"), str(exc), cursor) from exc
+    rows, next_cursor = _run_page(
+        request,
+        run_id,
+        _queries.decisions_page,
+        limit=limit,
+        cursor=cursor,
+        strategy=strategy,
+        item_index=item_index,
+    )
     return DecisionPage(
         decisions=[
             DecisionOut.model_validate(row, from_attributes=True) for row in rows
