@@ -644,8 +644,7 @@ def _whole_number_columns(over: Any) -> list[str]:
 def _rows_of(over: Any) -> tuple[list[Any], list[str], list[Mapping[str, Any]]]:
     """Return (labels, columns, rows) of a DataFrame or an iterable of mappings."""
     if hasattr(over, "to_dict") and hasattr(over, "columns"):
-        seen: set[Any] = set()
-        duplicated = [c for c in over.columns if c in seen or seen.add(c)]
+        duplicated = list(over.columns[over.columns.duplicated()])
         if duplicated:
             names = ", ".join(repr(c) for c in dict.fromkeys(duplicated))
             raise TemplateError(
