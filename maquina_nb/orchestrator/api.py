@@ -47,6 +47,32 @@ def _caller_namespace(depth: int) -> Mapping[str, Any]:
         del frame
 
 
+def _prepare(
+    prompt: Any,
+    models: str | BaseAIModel | Sequence[str | BaseAIModel],
+    *,
+    over: Any,
+    namespace: Mapping[str, Any],
+    system: str | None,
+    samples: int,
+    temperature: float | None,
+    max_tokens: int | None,
+    **options: Any,
+) -> tuple[MultiModelOrchestrator, Any]:
+    """Build the orchestrator from ``options`` and plan the run's requests."""
+    orchestrator = MultiModelOrchestrator(models, **options)
+    plan = orchestrator.plan(
+        prompt,
+        over=over,
+        namespace=namespace,
+        system=system,
+        samples=samples,
+        temperature=temperature,
+        max_tokens=max_tokens,
+    )
+    return orchestrator, plan
+
+
 def orchestrate(
     prompt: Any,
     models: str | BaseAIModel | Sequence[str | BaseAIModel],
@@ -149,8 +175,15 @@ def orchestrate(
             :func:`last_run`. Its message says how many responses finished,
             and its traceback ends at this call.
     """
-    orchestrator = MultiModelOrchestrator(
+    orchestrator, plan = _prepare(
+        prompt,
         models,
+        over=over,
+        namespace=namespace if namespace is not None else _caller_namespace(1),
+        system=system,
+        samples=samples,
+        temperature=temperature,
+        max_tokens=max_tokens,
         db=db,
         concurrency=concurrency,
         cache=cache,
@@ -159,15 +192,6 @@ def orchestrate(
         timeout=timeout,
         stream=stream,
         on_event=on_event,
-    )
-    plan = orchestrator.plan(
-        prompt,
-        over=over,
-        namespace=namespace if namespace is not None else _caller_namespace(1),
-        system=system,
-        samples=samples,
-        temperature=temperature,
-        max_tokens=max_tokens,
     )
 
     try:
@@ -209,31 +233,26 @@ async def aorchestrate(
     if namespace is None:
         namespace = _caller_namespace(1)
 
-    def _prepare() -> tuple[MultiModelOrchestrator, Any]:
-        orchestrator = MultiModelOrchestrator(
-            models,
-            db=db,
-            concurrency=concurrency,
-            cache=cache,
-            replay_only=replay_only,
-            max_cost=max_cost,
-            timeout=timeout,
-            stream=stream,
-            on_event=on_event,
-        )
-        plan = orchestrator.plan(
-            prompt,
-            over=over,
-            namespace=namespace,
-            system=system,
-            samples=samples,
-            temperature=temperature,
-            max_tokens=max_tokens,
-        )
-        return orchestrator, plan
-
     # Planning opens the database and renders templates: off the caller's loop.
-    orchestrator, plan = await asyncio.to_thread(_prepare)
+    orchestrator, plan = await asyncio.to_thread(
+        _prepare,
+        prompt,
+        models,
+        over=over,
+        namespace=namespace,
+        system=system,
+        samples=samples,
+        temperature=temperature,
+        max_tokens=max_tokens,
+        db=db,
+        concurrency=concurrency,
+        cache=cache,
+        replay_only=replay_only,
+        max_cost=max_cost,
+        timeout=timeout,
+        stream=stream,
+        on_event=on_event,
+    )
     if in_background_loop():
         return await orchestrator.execute(plan, name=name, tags=tags)
 
