@@ -185,6 +185,37 @@ def _row(
     }
 
 
+def _record_decision(
+    repository: Repository,
+    judge: Judge,
+    run_id: str,
+    item_index: int,
+    winner: ModelResponse | None,
+    rationale: str,
+    details: dict[str, Any],
+) -> dict[str, Any]:
+    """Store the judge's decision on one item (no winner is a tie); return its row."""
+    decision_id = repository.record_decision(
+        run_id,
+        item_index,
+        "judge",
+        winner_response_id=winner.id if winner is not None else None,
+        decided_by=judge.spec,
+        rationale=rationale,
+        details=details,
+    )
+    return _row(
+        judge,
+        run_id,
+        item_index,
+        "winner" if winner else "tie",
+        winner,
+        decision_id,
+        rationale,
+        details,
+    )
+
+
 def _decide_single(
     repository: Repository,
     judge: Judge,
@@ -222,24 +253,8 @@ def _decide_single(
         },
         "judge_cost_usd": add_costs([g.cost_usd for g in grades]),
     }
-    decision_id = repository.record_decision(
-        run_id,
-        item_index,
-        "judge",
-        winner_response_id=winner.id if winner is not None else None,
-        decided_by=judge.spec,
-        rationale=rationale,
-        details=details,
-    )
-    return _row(
-        judge,
-        run_id,
-        item_index,
-        "winner" if winner else "tie",
-        winner,
-        decision_id,
-        rationale,
-        details,
+    return _record_decision(
+        repository, judge, run_id, item_index, winner, rationale, details
     )
 
 
@@ -301,24 +316,8 @@ def _decide_pairwise(
         "scores": score,
         "judge_cost_usd": add_costs([j.cost_usd for _, _, j in results]),
     }
-    decision_id = repository.record_decision(
-        run_id,
-        item_index,
-        "judge",
-        winner_response_id=winner.id if winner is not None else None,
-        decided_by=judge.spec,
-        rationale=rationale,
-        details=details,
-    )
-    return _row(
-        judge,
-        run_id,
-        item_index,
-        "winner" if winner else "tie",
-        winner,
-        decision_id,
-        rationale,
-        details,
+    return _record_decision(
+        repository, judge, run_id, item_index, winner, rationale, details
     )
 
 
