@@ -11,9 +11,12 @@ Every migration runs through :func:`migration_connection`, which
 1. takes a lock, so that when several processes open a fresh database at once
    exactly one migrates and the others wait, then find it at head (a file lock
    next to a SQLite file, an advisory lock on PostgreSQL);
-2. copies a SQLite file that already holds a schema to
-   ``<file>.backup-<revision>-<UTC time>`` before changing it;
-3. on SQLite, switches foreign keys off for the migration (so that a batch
+2. plans the migration under that lock: a database newer than the package, an
+   unknown target, and a relative step past base or head are refused here,
+   before anything is copied or changed;
+3. copies a SQLite file that already holds a schema to
+   ``<file>.backup-<revision>-<UTC time>``, only when a migration will run;
+4. on SQLite, switches foreign keys off for the migration (so that a batch
    table rebuild cannot cascade-delete child rows), runs everything in one
    transaction, and refuses to commit if ``PRAGMA foreign_key_check`` finds a
    broken reference.
@@ -26,9 +29,9 @@ import datetime as dt
 import functools
 import io
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -217,15 +220,28 @@ def _sqlite_foreign_keys(connection: Connection, *, on: bool) -> None:
     driver.execute(f"PRAGMA foreign_keys={'ON' if on else 'OFF'}")
 
 
+#: A migration plan: given the locked connection and the database's revision, it
+#: raises to refuse, or returns whether a migration will run (no backup if not).
+Plan = Callable[[Connection, str | None], bool]
+
+
 @contextlib.contextmanager
 def migration_connection(
-    engine: Engine, *, target: str | None = None
+    engine: Engine, *, target: str | None = None, plan: Plan | None = None
 ) -> Iterator[Connection]:
     """Yield a locked connection inside one transaction, ready to migrate.
 
     See the module docstring for the lock, the backup and the SQLite
-    foreign-key handling. The transaction commits when the block ends. No
-    backup is taken when the database is already at ``target``.
+    foreign-key handling. The transaction commits when the block ends.
+
+    Args:
+        engine: The database to migrate.
+        target: Without ``plan``, no backup is taken when the database is
+            already at this revision.
+        plan: Called under the lock, before any backup, with the connection
+            and the current revision; it raises to refuse (nothing is copied or
+            changed) and returns whether a migration will run. Without it, a
+            migration is assumed unless the database is at ``target``.
     """
     is_sqlite = engine.dialect.name == "sqlite"
     with engine.connect() as connection, _migration_lock(engine, connection):
@@ -233,9 +249,13 @@ def migration_connection(
             _sqlite_foreign_keys(connection, on=False)
         try:
             revision = current_revision(connection)
+            if plan is not None:
+                will_run = plan(connection, revision)
+            else:
+                will_run = revision != target
             connection.commit()
             path = sqlite_path(engine)
-            if path is not None and revision is not None and revision != target:
+            if path is not None and revision is not None and will_run:
                 _backup_sqlite(path, revision)
 
             with connection.begin():
@@ -280,19 +300,50 @@ def _plain_relative_steps(
         ) from exc
 
 
+def _refuse_unknown(before: str | None) -> None:
+    if before is not None and not _is_known(before):
+        raise SchemaTooNewError(before, head_revision())
+
+
+def _steps(direction: str, revision: str, before: str | None) -> list[Any]:
+    """Return the revision scripts a migration from ``before`` would run, in order.
+
+    This is the planner ``alembic.command.upgrade``/``downgrade`` use (private
+    to Alembic; pyproject keeps ``alembic<2``), so the plan is exactly what
+    runs next.
+
+    Raises:
+        StoreError: a relative step goes past base or head.
+        CommandError: the target revision is unknown.
+    """
+    script = _script_directory(str(script_location()))
+    with _plain_relative_steps(direction, revision, before):
+        if direction == "upgrade":
+            steps = script._upgrade_revs(revision, before)
+        else:
+            steps = script._downgrade_revs(revision, before)
+    return [step.revision for step in steps]
+
+
 def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str | None]:
     """Upgrade the database to ``revision``; return (revision before, after).
 
+    Nothing is backed up or changed when the database is already there, is
+    newer than the package, or the target cannot be reached.
+
     Raises:
         SchemaTooNewError: the database is at a revision this package does not know.
+        StoreError: a relative step (``+2``) goes past head.
+        CommandError: ``revision`` is not a revision this package ships.
     """
-    target = head_revision() if revision == "head" else revision
-    with migration_connection(engine, target=target) as connection:
+
+    def plan(connection: Connection, before: str | None) -> bool:
+        _refuse_unknown(before)
+        return bool(_steps("upgrade", revision, before))
+
+    with migration_connection(engine, plan=plan) as connection:
         before = current_revision(connection)
-        if before is not None and not _is_known(before):
-            raise SchemaTooNewError(before, head_revision())
-        with _plain_relative_steps("upgrade", revision, before):
-            command.upgrade(make_config(connection=connection), revision)
+        command.upgrade(make_config(connection=connection), revision)
         after = current_revision(connection)
     if before != after:
         logger.info("migrated database schema from %s to %s", before, after)
@@ -300,13 +351,24 @@ def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str | N
 
 
 def downgrade(engine: Engine, revision: str) -> tuple[str | None, str | None]:
-    """Downgrade the database to ``revision``; return (revision before, after)."""
-    with migration_connection(engine) as connection:
+    """Downgrade the database to ``revision``; return (revision before, after).
+
+    Nothing is backed up or changed when the database is already there, is
+    newer than the package, or the target cannot be reached.
+
+    Raises:
+        SchemaTooNewError: the database is at a revision this package does not know.
+        StoreError: a relative step (``-2``) goes past base.
+        CommandError: ``revision`` is not a revision this package ships.
+    """
+
+    def plan(connection: Connection, before: str | None) -> bool:
+        _refuse_unknown(before)
+        return bool(_steps("downgrade", revision, before))
+
+    with migration_connection(engine, plan=plan) as connection:
         before = current_revision(connection)
-        if before is not None and not _is_known(before):
-            raise SchemaTooNewError(before, head_revision())
-        with _plain_relative_steps("downgrade", revision, before):
-            command.downgrade(make_config(connection=connection), revision)
+        command.downgrade(make_config(connection=connection), revision)
         after = current_revision(connection)
     if before != after:
         logger.info("downgraded database schema from %s to %s", before, after)

@@ -11,18 +11,20 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from alembic.util.exc import CommandError
 
 from alembic import command
 from maquina_nb.db import create_db_engine, make_engine
 from maquina_nb.db.migrate import (
     current_revision,
+    downgrade,
     head_revision,
     make_config,
     migration_connection,
     script_location,
     upgrade,
 )
-from maquina_nb.errors import SchemaTooNewError
+from maquina_nb.errors import SchemaTooNewError, StoreError
 from tests.db.migration_helpers import Seed0001, check_round_trip, revisions
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -118,6 +120,39 @@ def test_sqlite_backup_taken_before_migrating(tmp_path: Path) -> None:
         assert current_revision(connection) == "0001"
         assert Seed0001.read(connection)["runs"][0][0] == Seed0001.run
     copy.dispose()
+
+
+def test_no_backup_unless_a_migration_runs(tmp_path: Path) -> None:
+    """A refused or failed migration, or one with nothing to do, copies nothing."""
+    url = f"sqlite:///{tmp_path / 'n.db'}"
+    engine = make_engine(url)
+    upgrade(engine, "0001")
+    with engine.begin() as connection:
+        Seed0001.write(connection)
+    upgrade(engine, "head")
+    for backup in tmp_path.glob("n.db.backup-*"):
+        backup.unlink()
+
+    with pytest.raises(StoreError, match="fewer than 5 revisions above base"):
+        downgrade(engine, "-5")
+    with pytest.raises(CommandError, match="0999"):
+        downgrade(engine, "0999")
+    with pytest.raises(StoreError, match="fewer than 1 revisions below head"):
+        upgrade(engine, "+1")
+    with pytest.raises(CommandError, match="0999"):
+        upgrade(engine, "0999")
+    assert upgrade(engine, "head") == (head_revision(), head_revision())
+    assert not list(tmp_path.glob("n.db.backup-*"))
+
+    # A database migrated by a newer maquina_nb: refused before any copy.
+    with engine.begin() as connection:
+        connection.exec_driver_sql("UPDATE alembic_version SET version_num = '9999'")
+    with pytest.raises(SchemaTooNewError):
+        upgrade(engine, "head")
+    with pytest.raises(SchemaTooNewError):
+        downgrade(engine, "-1")
+    engine.dispose()
+    assert not list(tmp_path.glob("n.db.backup-*"))
 
 
 _BATCH_REVISION = '''
