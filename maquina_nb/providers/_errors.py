@@ -50,9 +50,27 @@ _SENSITIVE_HEADERS = ("authorization", "x-api-key", "api-key")
 
 
 class StreamIncompleteError(ProviderResponseError):
-    """A stream ended before the provider said it was finished."""
+    """A stream ended before the provider said it was finished; always retryable.
+
+    Args:
+        provider: The provider's name.
+        model: The model's name.
+        awaited: What the stream never sent (``"message_stop"``).
+        received: How much it did send (``"12 events"``).
+    """
 
     kind = "incomplete_stream"
+
+    def __init__(
+        self, *, provider: str, model: str, awaited: str, received: str
+    ) -> None:
+        super().__init__(
+            f"The {provider} model {model!r} stream ended before {awaited}, "
+            f"after {received}; it will be retried.",
+            provider=provider,
+            model=model,
+        )
+        self.retryable = True
 
 
 def is_retryable(exc: BaseException) -> bool:

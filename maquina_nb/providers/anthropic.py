@@ -202,14 +202,12 @@ class ClaudeModel(RemoteModel):
                     finished = True
 
         if not finished or stop_reason is None:
-            error = StreamIncompleteError(
-                f"The {self.provider} model {self.model!r} stream ended before message_stop, "
-                f"after {events} events; it will be retried.",
+            raise StreamIncompleteError(
                 provider=self.provider,
                 model=self.model,
+                awaited="message_stop",
+                received=f"{events} events",
             )
-            error.retryable = True  # type: ignore[attr-defined]
-            raise error
         text = "".join(parts)
         tool_calls = [tools[i] for i in sorted(tools)] or None
         raw = {

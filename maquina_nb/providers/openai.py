@@ -228,14 +228,12 @@ class OpenAIModel(RemoteModel):
                         finish_raw = choice.finish_reason
 
         if finish_raw is None:
-            error = StreamIncompleteError(
-                f"The {self.provider} model {self.model!r} stream ended before a finish "
-                f"reason, after {chunks} chunks; it will be retried.",
+            raise StreamIncompleteError(
                 provider=self.provider,
                 model=self.model,
+                awaited="a finish reason",
+                received=f"{chunks} chunks",
             )
-            error.retryable = True  # type: ignore[attr-defined]
-            raise error
         text = "".join(parts)
         tool_calls = [calls[i] for i in sorted(calls)] or None
         raw = {
