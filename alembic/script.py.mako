@@ -17,6 +17,11 @@ down_revision: str | None = ${repr(down_revision)}
 branch_labels: str | Sequence[str] | None = ${repr(branch_labels)}
 depends_on: str | Sequence[str] | None = ${repr(depends_on)}
 
+# What downgrade() deletes: {"table": None} for a table it drops, {"table":
+# ("column", ...)} for columns it drops; {} if it deletes nothing. Downgrades
+# count these rows first and refuse without --force (MIGRATION_GUIDE.md).
+DESTROYS: dict[str, tuple[str, ...] | None] = {}
+
 
 def upgrade() -> None:
     # SQLite cannot ALTER constraints: change existing tables inside

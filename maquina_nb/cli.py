@@ -3,7 +3,7 @@
 Subcommands (each added by its own ``_add_*_parser`` function)::
 
     maquina-nb db upgrade [REV] [--url URL] [--sql]   to head by default
-    maquina-nb db downgrade REV [--url URL] [--sql]   e.g. -1, 0001, base
+    maquina-nb db downgrade REV [--url URL] [--sql] [--force]   e.g. -1, 0001, base
     maquina-nb db current [--url URL]
     maquina-nb db history
     maquina-nb serve ...                               the REST/WebSocket API
@@ -91,7 +91,7 @@ def _run_migration(args: argparse.Namespace, direction: str) -> int:
         if direction == "upgrade":
             before, after = migrate.upgrade(engine, args.revision)
         else:
-            before, after = migrate.downgrade(engine, args.revision)
+            before, after = migrate.downgrade(engine, args.revision, force=args.force)
     finally:
         engine.dispose()
     _say(migrate.describe_migration(url, before, after, direction=direction))
@@ -167,6 +167,12 @@ def _add_db_parser(subparsers: Any) -> None:
         "--sql",
         action="store_true",
         help="print the SQL instead of running it (give REV as FROM:TO)",
+    )
+    downgrade.add_argument(
+        "--force",
+        action="store_true",
+        help="go ahead even if the downgrade deletes rows (refused otherwise); "
+        "a SQLite file is copied first",
     )
     downgrade.set_defaults(func=_db_downgrade)
 

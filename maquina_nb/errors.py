@@ -18,6 +18,7 @@ Every error the package raises on purpose derives from :class:`MaquinaError`::
     ├── RunCancelledError           the run was interrupted; .run_id
     └── StoreError
         ├── InvalidFieldError       also a ValueError; .model, .field, .value
+        ├── DowngradeRefusedError   a downgrade would delete rows; .losses
         ├── SchemaOutOfDateError    says to run "maquina-nb db upgrade"
         └── SchemaTooNewError       database newer than the installed package
 
@@ -33,6 +34,7 @@ from maquina_nb._redact import redact
 __all__ = [
     "BudgetExceededError",
     "ConfigurationError",
+    "DowngradeRefusedError",
     "InvalidFieldError",
     "MaquinaError",
     "MissingKeyError",
@@ -245,4 +247,48 @@ class SchemaTooNewError(StoreError):
             f"The database is at revision {current!r}, newer than this maquina_nb's "
             f"latest revision {head!r}; upgrade the package (pip install -U maquina-nb) "
             "or point MAQUINA_DB_URL at another database."
+        )
+
+
+class DowngradeRefusedError(StoreError):
+    """A downgrade would drop tables or columns that hold data; nothing was changed.
+
+    Attributes:
+        losses: What would be deleted, oldest table first: ``"table"`` maps to
+            its row count, ``"table.column"`` to its count of non-null values.
+        before: The database's revision.
+        target: The revision the downgrade would end at (``None`` for base).
+    """
+
+    def __init__(
+        self,
+        database: str,
+        before: str,
+        target: str | None,
+        losses: dict[str, int],
+        *,
+        sqlite_file: str | None = None,
+    ) -> None:
+        self.losses = dict(losses)
+        self.before = before
+        self.target = target
+        parts = []
+        for name, count in losses.items():
+            if "." in name:
+                parts.append(f"{count} value{'s' * (count != 1)} in {name}")
+            else:
+                parts.append(f"{count} row{'s' * (count != 1)} of {name}")
+        lost = (
+            parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+        )
+        if sqlite_file is not None:
+            advice = (
+                "rerun with --force (force=True), which first copies the file to "
+                f"{sqlite_file + '.backup-' + before + '-<UTC time>'!r}"
+            )
+        else:
+            advice = "back it up first (pg_dump), then rerun with --force (force=True)"
+        super().__init__(
+            f"Downgrading {database} from {before} to {target or 'base'} would delete "
+            f"{lost}; nothing was changed; {advice}."
         )

@@ -19,6 +19,17 @@ down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+# What downgrade() deletes: a table name maps to None (the whole table is dropped),
+# or to the names of its columns that are dropped. `maquina-nb db downgrade` counts
+# these rows first and refuses without --force; tests/db/test_downgrade_safety.py
+# checks this against what downgrade() really drops.
+DESTROYS: dict[str, tuple[str, ...] | None] = {
+    "orchestration_contexts": None,
+    "model_responses": None,
+    "human_feedback": None,
+    "decisions": None,
+}
+
 # Frozen copies of the column types as they were at this revision; revisions never
 # import the ORM models, which describe only the newest schema.
 JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")

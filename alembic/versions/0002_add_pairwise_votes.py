@@ -18,6 +18,9 @@ down_revision: str | None = "0001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+# What downgrade() deletes (see 0001): the votes table, with every vote in it.
+DESTROYS: dict[str, tuple[str, ...] | None] = {"pairwise_votes": None}
+
 # Frozen copy of the timestamp type as it is at this revision (revisions never
 # import the ORM models, which describe only the newest schema).
 TIMESTAMP = sa.DateTime(timezone=True)
@@ -74,8 +77,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    # NOTE: this drops every stored vote. Opening a SQLite file through maquina_nb
-    # backs it up before any migration; back up a PostgreSQL database first.
+    # Drops every stored vote (DESTROYS above): `maquina-nb db downgrade` refuses
+    # when there are votes unless given --force, and backs a SQLite file up first.
     op.drop_index("ix_pairwise_votes_right_response_id", table_name="pairwise_votes")
     op.drop_index("ix_pairwise_votes_left_response_id", table_name="pairwise_votes")
     op.drop_index("ix_pairwise_votes_run_id_item_index", table_name="pairwise_votes")

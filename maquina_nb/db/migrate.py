@@ -12,8 +12,9 @@ Every migration runs through :func:`migration_connection`, which
    exactly one migrates and the others wait, then find it at head (a file lock
    next to a SQLite file, an advisory lock on PostgreSQL);
 2. plans the migration under that lock: a database newer than the package, an
-   unknown target, and a relative step past base or head are refused here,
-   before anything is copied or changed;
+   unknown target, a relative step past base or head, and a downgrade that would
+   delete rows (see ``DESTROYS`` in each revision) are refused here, before
+   anything is copied or changed;
 3. copies a SQLite file that already holds a schema to
    ``<file>.backup-<revision>-<UTC time>``, only when a migration will run;
 4. on SQLite, switches foreign keys off for the migration (so that a batch
@@ -33,6 +34,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
+import sqlalchemy as sa
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -42,17 +44,19 @@ from sqlalchemy import Connection, Engine
 from alembic import command
 from maquina_nb._redact import get_logger
 from maquina_nb.db._lockfile import LockTimeout, removable_file_lock
-from maquina_nb.errors import SchemaTooNewError, StoreError
+from maquina_nb.errors import DowngradeRefusedError, SchemaTooNewError, StoreError
 
 __all__ = [
     "MIGRATION_LOCK_TIMEOUT_S",
     "current_revision",
     "describe_migration",
+    "destroyed_by",
     "downgrade",
     "ensure_schema",
     "head_revision",
     "make_config",
     "migration_connection",
+    "rows_at_risk",
     "script_location",
     "sqlite_path",
     "upgrade",
@@ -325,6 +329,63 @@ def _steps(direction: str, revision: str, before: str | None) -> list[Any]:
     return [step.revision for step in steps]
 
 
+def destroyed_by(revision: str) -> dict[str, tuple[str, ...] | None]:
+    """Return what undoing ``revision`` deletes, as declared in its ``DESTROYS``.
+
+    A table name maps to ``None`` when the downgrade drops the table, or to the
+    names of its columns that it drops.
+
+    Raises:
+        StoreError: the revision does not declare ``DESTROYS``.
+    """
+    script = _script_directory(str(script_location())).get_revision(revision)
+    declared = getattr(script.module, "DESTROYS", None) if script else None
+    if not isinstance(declared, dict):
+        raise StoreError(
+            f"Revision {revision!r} does not say what its downgrade deletes; add a "
+            "DESTROYS mapping to it (see MIGRATION_GUIDE.md)."
+        )
+    return dict(declared)
+
+
+def rows_at_risk(connection: Connection, revisions: list[str]) -> dict[str, int]:
+    """Count what undoing ``revisions`` (newest first) would delete.
+
+    Returns:
+        ``{"table": rows}`` for each dropped table that holds rows and
+        ``{"table.column": values}`` for each dropped column holding non-null
+        values, oldest revision first; empty when nothing would be lost.
+    """
+    tables: dict[str, None] = {}
+    columns: dict[str, list[str]] = {}
+    for revision in reversed(revisions):
+        for table, dropped in destroyed_by(revision).items():
+            if dropped is None:
+                tables[table] = None
+            else:
+                columns.setdefault(table, []).extend(dropped)
+
+    losses: dict[str, int] = {}
+    for table in tables:
+        count = connection.execute(
+            sa.select(sa.func.count()).select_from(sa.table(table))
+        ).scalar_one()
+        if count:
+            losses[table] = int(count)
+    for table, names in columns.items():
+        if table in tables:  # the whole table goes; counted above
+            continue
+        for name in dict.fromkeys(names):
+            count = connection.execute(
+                sa.select(sa.func.count())
+                .select_from(sa.table(table, sa.column(name)))
+                .where(sa.column(name).is_not(None))
+            ).scalar_one()
+            if count:
+                losses[f"{table}.{name}"] = int(count)
+    return losses
+
+
 def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str | None]:
     """Upgrade the database to ``revision``; return (revision before, after).
 
@@ -350,13 +411,18 @@ def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str | N
     return before, after
 
 
-def downgrade(engine: Engine, revision: str) -> tuple[str | None, str | None]:
+def downgrade(
+    engine: Engine, revision: str, *, force: bool = False
+) -> tuple[str | None, str | None]:
     """Downgrade the database to ``revision``; return (revision before, after).
 
-    Nothing is backed up or changed when the database is already there, is
-    newer than the package, or the target cannot be reached.
+    Before anything is copied or changed, the rows the downgrade would delete
+    (the tables and columns each undone revision declares in ``DESTROYS``) are
+    counted; if there are any, the downgrade is refused unless ``force``. A
+    SQLite file is backed up whenever a downgrade runs.
 
     Raises:
+        DowngradeRefusedError: rows would be deleted and ``force`` is false.
         SchemaTooNewError: the database is at a revision this package does not know.
         StoreError: a relative step (``-2``) goes past base.
         CommandError: ``revision`` is not a revision this package ships.
@@ -364,7 +430,19 @@ def downgrade(engine: Engine, revision: str) -> tuple[str | None, str | None]:
 
     def plan(connection: Connection, before: str | None) -> bool:
         _refuse_unknown(before)
-        return bool(_steps("downgrade", revision, before))
+        steps = _steps("downgrade", revision, before)
+        if steps and before is not None and not force:
+            losses = rows_at_risk(connection, [s.revision for s in steps])
+            if losses:
+                path = sqlite_path(engine)
+                raise DowngradeRefusedError(
+                    engine.url.render_as_string(hide_password=True),
+                    before,
+                    steps[-1].down_revision,
+                    losses,
+                    sqlite_file=path.name if path is not None else None,
+                )
+        return bool(steps)
 
     with migration_connection(engine, plan=plan) as connection:
         before = current_revision(connection)

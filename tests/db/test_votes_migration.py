@@ -134,8 +134,9 @@ def _round_trip(url: str) -> None:
                 "'both', 'ada', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
             )
 
-        # Down to 0001: the votes table goes, everything older stays.
-        downgrade(engine, "0001")
+        # Down to 0001 (forced: there is a vote to lose): the votes table goes,
+        # everything older stays.
+        downgrade(engine, "0001", force=True)
         assert "pairwise_votes" not in _tables(engine)
         assert _old_rows(engine) == before
 
