@@ -11,7 +11,8 @@ Figures:
 - ``patch``: applying one patch that appends text to 400 streaming cells (100 of
   them on screen), against the 50 ms between two patches.
 
-Chromium runs headless with every network flag from RECIPES.md; the page is served
+Chromium runs headless with every network flag from RECIPES.md (the one list in
+``tests/browser/_lab.py``, shared with the browser tests); the page is served
 through Playwright routing, so nothing leaves the machine. Skipped without
 Chromium. Run with ``python -m benchmarks.bench_widget_page``.
 """
@@ -28,21 +29,8 @@ from typing import Any
 from maquina_nb.notebook._state import ComparisonState
 from maquina_nb.notebook.render import render_markdown
 from maquina_nb.orchestrator.events import ResponseFinished, RunFinished
+from tests.browser._lab import CHROMIUM, CHROMIUM_ARGS, serve_page
 
-CHROMIUM = os.environ.get("MAQUINA_TEST_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
-    "--disable-features=AutofillServerCommunication,OptimizationGuideModelDownloading,"
-    "OptimizationHintsFetching,MediaRouter,DialMediaRouteProvider,Translate",
-]
-ORIGIN = "http://127.0.0.1:9"
 ITEMS = 200
 MODELS = ("openai:gpt-4o", "anthropic:claude-sonnet-4-5", "ollama:llama3.1", "echo")
 ANSWER = (
@@ -161,17 +149,6 @@ def main() -> None:
     from playwright.sync_api import sync_playwright
 
     static = resources.files("maquina_nb.notebook") / "static"
-    files = {
-        "/": ("text/html", _INDEX),
-        "/widget.js": (
-            "text/javascript",
-            (static / "widget.js").read_text(encoding="utf-8"),
-        ),
-        "/widget.css": (
-            "text/css",
-            (static / "widget.css").read_text(encoding="utf-8"),
-        ),
-    }
     state = _state()
     streaming = json.loads(json.dumps(state))
     for cell in streaming["cells"].values():
@@ -183,19 +160,13 @@ def main() -> None:
             executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
         )
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-
-            def serve(route: Any) -> None:
-                path = route.request.url[len(ORIGIN) :] or "/"
-                if path not in files:
-                    route.abort()
-                    return
-                kind, body = files[path]
-                route.fulfill(status=200, content_type=kind, body=body)
-
-            page.route(f"{ORIGIN}/**", serve)
-            page.goto(f"{ORIGIN}/")
-            page.wait_for_function("window.ready === true")
+            page = serve_page(
+                browser.new_page(viewport={"width": 1400, "height": 1000}),
+                _INDEX,
+                static,
+                ("widget.js", "widget.css"),
+                ready="window.ready === true",
+            )
 
             draws = [
                 page.evaluate("s => window.bench.draw(s)", state) for _ in range(7)

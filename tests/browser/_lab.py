@@ -6,6 +6,7 @@ Used by the browser tests' fixtures and by ``benchmarks/bench_notebook.py``:
 ``overrides.json``, and no API keys in its environment; :func:`launch_chromium`
 starts Debian's Chromium with every flag RECIPES.md lists, so not even a DNS
 lookup leaves the machine; ``open_notebook`` / ``run_cell`` drive the UI.
+:func:`serve_page` serves a single page and its static files without any server.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ from typing import Any
 CHROMIUM = os.environ.get("MAQUINA_TEST_CHROMIUM", "/usr/bin/chromium")
 
 # Every flag from RECIPES.md; the last two keep Chromium from resolving any name.
+# The one list: the browser tests and the page benchmarks all launch with it.
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -36,6 +39,10 @@ CHROMIUM_ARGS = [
     "--disable-features=AutofillServerCommunication,OptimizationGuideModelDownloading,"
     "OptimizationHintsFetching,MediaRouter,DialMediaRouteProvider,Translate",
 ]
+
+# NOTE: nothing listens here; Playwright routing answers every request to it.
+ORIGIN = "http://127.0.0.1:9"
+_CONTENT_TYPES = {".js": "text/javascript", ".css": "text/css"}
 
 _OVERRIDES = {
     "@jupyterlab/apputils-extension:notification": {
@@ -286,3 +293,30 @@ def launch_chromium(playwright: Any, profile: Path) -> Any:
     )
     context.set_default_timeout(30_000)
     return context
+
+
+def serve_page(
+    page: Any, index: str, static: Any, names: Sequence[str], *, ready: str
+) -> Any:
+    """Open ``index`` at :data:`ORIGIN`, with the ``static`` files ``names`` beside it.
+
+    Playwright routing answers every request (any other path is aborted), and
+    the page is returned once the JavaScript expression ``ready`` is true.
+    """
+    files = {"/": ("text/html", index)}
+    for name in names:
+        kind = _CONTENT_TYPES[Path(name).suffix]
+        files[f"/{name}"] = (kind, (static / name).read_text(encoding="utf-8"))
+
+    def serve(route: Any) -> None:
+        path = route.request.url[len(ORIGIN) :] or "/"
+        if path not in files:
+            route.abort()
+            return
+        kind, body = files[path]
+        route.fulfill(status=200, content_type=kind, body=body)
+
+    page.route(f"{ORIGIN}/**", serve)
+    page.goto(f"{ORIGIN}/")
+    page.wait_for_function(ready)
+    return page

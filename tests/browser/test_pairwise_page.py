@@ -23,11 +23,11 @@ from maquina_nb.analysis.pairing import BlindPair, PairOption
 from maquina_nb.db import Repository
 from maquina_nb.db.votes import votes_frame
 from maquina_nb.notebook.pairwise import PairwiseWidget
+from tests.browser._lab import serve_page
 
 pytestmark = pytest.mark.browser
 
 STATIC = resources.files("maquina_nb.notebook") / "static"
-ORIGIN = "http://127.0.0.1:9"
 MODELS = ("replay:gpt-4", "replay:llama-13b")
 PAYLOAD = (
     '<img src=x onerror="window.__pwned=1"> [click](javascript:window.__pwned=2) '
@@ -96,30 +96,13 @@ def tab(page: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setattr(
         comm, "create_comm", lambda *args, **kwargs: Wire(*args, **kwargs)
     )
-    files = {
-        "/": ("text/html", _INDEX),
-        "/pairwise.js": (
-            "text/javascript",
-            (STATIC / "pairwise.js").read_text(encoding="utf-8"),
-        ),
-        "/pairwise.css": (
-            "text/css",
-            (STATIC / "pairwise.css").read_text(encoding="utf-8"),
-        ),
-    }
-
-    def serve(route: Any) -> None:
-        path = route.request.url[len(ORIGIN) :] or "/"
-        if path not in files:
-            route.abort()
-            return
-        kind, body = files[path]
-        route.fulfill(status=200, content_type=kind, body=body)
-
-    page.route(f"{ORIGIN}/**", serve)
-    page.goto(f"{ORIGIN}/")
-    page.wait_for_function("window.pwReady === true")
-    return page
+    return serve_page(
+        page,
+        _INDEX,
+        STATIC,
+        ("pairwise.js", "pairwise.css"),
+        ready="window.pwReady === true",
+    )
 
 
 def _start(tab: Any, widget: PairwiseWidget) -> None:

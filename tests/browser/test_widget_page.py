@@ -27,11 +27,11 @@ from maquina_nb.orchestrator.events import (
     RunStarted,
     TextDelta,
 )
+from tests.browser._lab import serve_page
 
 pytestmark = pytest.mark.browser
 
 STATIC = resources.files("maquina_nb.notebook") / "static"
-ORIGIN = "http://127.0.0.1:9"
 PAYLOADS = (
     '<img src=x onerror="window.__pwned=1">',
     "[click](javascript:window.__pwned=2)",
@@ -110,30 +110,13 @@ def wired(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def tab(page: Any) -> Any:
-    files = {
-        "/": ("text/html", _INDEX),
-        "/widget.js": (
-            "text/javascript",
-            (STATIC / "widget.js").read_text(encoding="utf-8"),
-        ),
-        "/widget.css": (
-            "text/css",
-            (STATIC / "widget.css").read_text(encoding="utf-8"),
-        ),
-    }
-
-    def serve(route: Any) -> None:
-        path = route.request.url[len(ORIGIN) :] or "/"
-        if path not in files:
-            route.abort()
-            return
-        kind, body = files[path]
-        route.fulfill(status=200, content_type=kind, body=body)
-
-    page.route(f"{ORIGIN}/**", serve)
-    page.goto(f"{ORIGIN}/")
-    page.wait_for_function("window.mqReady === true")
-    return page
+    return serve_page(
+        page,
+        _INDEX,
+        STATIC,
+        ("widget.js", "widget.css"),
+        ready="window.mqReady === true",
+    )
 
 
 class Session:
