@@ -283,13 +283,12 @@ def bench_clicks(page: Any, lab: Any) -> None:
 
 
 def bench_pages() -> None:
-    chromium = os.environ.get("MAQUINA_TEST_CHROMIUM", "/usr/bin/chromium")
-    if not Path(chromium).exists():
-        print(f"page figures skipped: no Chromium at {chromium}")
+    from tests.browser._lab import CHROMIUM, launch_chromium, start_lab, stop_lab
+
+    if not Path(CHROMIUM).exists():
+        print(f"page figures skipped: no Chromium at {CHROMIUM}")
         return
     from playwright.sync_api import sync_playwright
-
-    from tests.browser._lab import launch_chromium, start_lab, stop_lab
 
     base = Path(tempfile.mkdtemp(prefix="bench-notebook-"))
     lab = start_lab(base, rater="bench")
