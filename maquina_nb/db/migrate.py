@@ -52,6 +52,7 @@ __all__ = [
     "describe_migration",
     "destroyed_by",
     "downgrade",
+    "downgrade_plan",
     "ensure_schema",
     "head_revision",
     "make_config",
@@ -411,21 +412,12 @@ def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str | N
     return before, after
 
 
-def downgrade(
-    engine: Engine, revision: str, *, force: bool = False
-) -> tuple[str | None, str | None]:
-    """Downgrade the database to ``revision``; return (revision before, after).
+def downgrade_plan(engine: Engine, revision: str, *, force: bool = False) -> Plan:
+    """Return the plan (see :func:`migration_connection`) of a downgrade.
 
-    Before anything is copied or changed, the rows the downgrade would delete
-    (the tables and columns each undone revision declares in ``DESTROYS``) are
-    counted; if there are any, the downgrade is refused unless ``force``. A
-    SQLite file is backed up whenever a downgrade runs.
-
-    Raises:
-        DowngradeRefusedError: rows would be deleted and ``force`` is false.
-        SchemaTooNewError: the database is at a revision this package does not know.
-        StoreError: a relative step (``-2``) goes past base.
-        CommandError: ``revision`` is not a revision this package ships.
+    It refuses a database newer than the package, an unreachable target and,
+    unless ``force``, a downgrade that would delete rows; it says whether a
+    downgrade will run. ``env.py`` uses it for a plain ``alembic downgrade``.
     """
 
     def plan(connection: Connection, before: str | None) -> bool:
@@ -444,6 +436,26 @@ def downgrade(
                 )
         return bool(steps)
 
+    return plan
+
+
+def downgrade(
+    engine: Engine, revision: str, *, force: bool = False
+) -> tuple[str | None, str | None]:
+    """Downgrade the database to ``revision``; return (revision before, after).
+
+    Before anything is copied or changed, the rows the downgrade would delete
+    (the tables and columns each undone revision declares in ``DESTROYS``) are
+    counted; if there are any, the downgrade is refused unless ``force``. A
+    SQLite file is backed up whenever a downgrade runs.
+
+    Raises:
+        DowngradeRefusedError: rows would be deleted and ``force`` is false.
+        SchemaTooNewError: the database is at a revision this package does not know.
+        StoreError: a relative step (``-2``) goes past base.
+        CommandError: ``revision`` is not a revision this package ships.
+    """
+    plan = downgrade_plan(engine, revision, force=force)
     with migration_connection(engine, plan=plan) as connection:
         before = current_revision(connection)
         command.downgrade(make_config(connection=connection), revision)

@@ -9,6 +9,8 @@ revision cannot forget one.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -294,3 +296,36 @@ def test_cli_refuses_in_one_line_and_force_goes_ahead(
     )  # fmt: skip
     assert _revision(engine) == "0001"
     assert len(_backups(engine)) == (1 if engine.dialect.name == "sqlite" else 0)
+
+
+def test_plain_alembic_downgrade_refuses_too(sqlite_url: str) -> None:
+    """`alembic downgrade` in the checkout goes through the same check (-x force=1)."""
+    engine = make_engine(sqlite_url)
+    _seeded_head(engine)
+    env = {"MAQUINA_DB_URL": sqlite_url, "PATH": "/usr/bin:/bin"}
+    repo_root = Path(__file__).resolve().parents[2]
+
+    def alembic(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "alembic", *argv],
+            cwd=repo_root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    refused = alembic("downgrade", "-1")
+    assert refused.returncode != 0
+    assert "would delete 1 row of pairwise_votes; nothing was changed" in (
+        refused.stderr
+    )
+    assert _revision(engine) == head_revision()
+    assert _backups(engine) == []
+
+    forced = alembic("-x", "force=1", "downgrade", "-1")
+    assert forced.returncode == 0, forced.stderr
+    assert _revision(engine) == "0001"
+    assert len(_backups(engine)) == 1
+    engine.dispose()
