@@ -342,6 +342,10 @@ class ComparisonState(TableDrain):
         for slot in self._by_key.values():
             if self.cells[slot.key]["status"] in ("queued", "streaming"):
                 self._set_status(slot, "cancelled")
+        notice = (event.extra or {}).get("notice")
+        if notice:
+            # Why the run is not what was asked (budget reached, rows not saved).
+            self.add_notice("warning", str(notice))
         self._full_sync = True
         self._header_dirty = True
 

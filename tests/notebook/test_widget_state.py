@@ -103,3 +103,13 @@ def test_state_ignores_deltas_after_a_response_finished() -> None:
     state.apply(TextDelta("r", 0, "a", 0, " late"))
 
     assert state.full_text("0-0-0") == "final"
+
+
+def test_run_notice_shows_above_the_table() -> None:
+    state = ComparisonState("r", ["a"], ["q0"], max_cost=0.2)
+    notice = "The budget of $0.20 stopped the run: 0 requests were not sent."
+
+    state.apply(RunFinished("r", "partial", 1, 0, 1, 0.2, 1.0, {"notice": notice}))
+
+    notices = state.snapshot()["run"]["notices"]
+    assert [(n["level"], n["text"]) for n in notices] == [("warning", notice)]
