@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from maquina_nb._loop import run_sync
 from maquina_nb._redact import get_logger
+from maquina_nb.analysis._decision_rows import DECISION_COLUMNS
 from maquina_nb.analysis.judge import add_costs
 from maquina_nb.analysis.pairing import USABLE_STATUSES, prompt_text, shared_prompt
 
@@ -27,18 +28,7 @@ __all__ = ["judge_stored_run", "resolve_run"]
 logger = get_logger(__name__)
 
 # The columns of the rule-based decision frames (decisions.py), plus the stored id.
-_COLUMNS = (
-    "run_id",
-    "item_index",
-    "strategy",
-    "outcome",
-    "winner_response_id",
-    "winner_model_spec",
-    "decided_by",
-    "rationale",
-    "details",
-    "decision_id",
-)
+_COLUMNS = (*DECISION_COLUMNS, "decision_id")
 
 
 def resolve_run(run: Any, repository: Repository | None) -> tuple[str, Repository]:
