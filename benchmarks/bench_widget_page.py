@@ -26,17 +26,9 @@ import statistics
 from importlib import resources
 from typing import Any
 
-from maquina_nb.notebook._state import ComparisonState
+from benchmarks.bench_widget import ANSWER, ITEMS, stored_state
 from maquina_nb.notebook.render import render_markdown
-from maquina_nb.orchestrator.events import ResponseFinished, RunFinished
 from tests.browser._lab import CHROMIUM, CHROMIUM_ARGS, serve_page
-
-ITEMS = 200
-MODELS = ("openai:gpt-4o", "anthropic:claude-sonnet-4-5", "ollama:llama3.1", "echo")
-ANSWER = (
-    "Here is **an answer** with `code` and a list:\n\n- one\n- two\n\n"
-    "```python\nprint('hello')\n```\n\n" + "Some plain prose to fill the answer. " * 22
-)
 
 _INDEX = """<!doctype html><html><head><meta charset="utf-8">
 <link rel="stylesheet" href="/widget.css"></head><body><div id="out"></div>
@@ -83,28 +75,8 @@ window.ready = true;
 
 
 def _state() -> dict[str, Any]:
-    state = ComparisonState("bench", MODELS, [f"Question {i}?" for i in range(ITEMS)])
+    state = stored_state()
     rendered = render_markdown(ANSWER)
-    for item in range(ITEMS):
-        for model in MODELS:
-            state.apply(
-                ResponseFinished(
-                    "bench",
-                    item,
-                    model,
-                    0,
-                    f"{item}{model}",
-                    ANSWER,
-                    "done",
-                    "stop",
-                    50,
-                    200,
-                    0.001,
-                    2.0,
-                    0.4,
-                )
-            )
-    state.apply(RunFinished("bench", "complete", 800, 0, 800, 0.8, 60.0))
     for key, text in state.unrendered(ITEMS):
         state.set_html(key, text, rendered)
     snapshot = state.snapshot()
