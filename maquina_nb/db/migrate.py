@@ -432,7 +432,7 @@ def downgrade_plan(engine: Engine, revision: str, *, force: bool = False) -> Pla
                     before,
                     steps[-1].down_revision,
                     losses,
-                    sqlite_file=path.name if path is not None else None,
+                    sqlite_file=str(path) if path is not None else None,
                 )
         return bool(steps)
 

@@ -188,9 +188,10 @@ def test_refusal_is_one_sentence_naming_counts_and_what_to_do(
 
     shown = engine.url.render_as_string(hide_password=True)
     if engine.dialect.name == "sqlite":
+        copy = f"{Path(str(engine.url.database)).resolve()}.backup-{head_revision()}"
         advice = (
             "rerun with --force (force=True), which first copies the file to "
-            f"'maquina.db.backup-{head_revision()}-<UTC time>'."
+            f"'{copy}-<UTC time>'."
         )
     else:
         advice = "back it up first (pg_dump), then rerun with --force (force=True)."
