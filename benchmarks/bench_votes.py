@@ -15,16 +15,13 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import statistics
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
 
+from benchmarks.bench_analysis import timed
 from maquina_nb.analysis.pairing import BlindPair, PairOption
 from maquina_nb.db import Repository
 from maquina_nb.db.ids import new_id
@@ -35,16 +32,6 @@ N_ITEMS = 500
 N_VOTES = 100_000
 N_CLICKS = 300
 N_PAIRS = 1_000
-
-
-def timed(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
-    """Return the median wall time of ``repeat`` calls and the last result."""
-    times, result = [], None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), result
 
 
 def _seed(repository: Repository) -> tuple[str, list[tuple[str, str]]]:
