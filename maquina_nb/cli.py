@@ -87,14 +87,21 @@ def _run_migration(args: argparse.Namespace, direction: str) -> int:
     if direction == "downgrade":
         _require_existing_file(url)
     engine = make_engine(url)
+    backups: list[Path] = []
     try:
         if direction == "upgrade":
             before, after = migrate.upgrade(engine, args.revision)
         else:
-            before, after = migrate.downgrade(engine, args.revision, force=args.force)
+            before, after = migrate.downgrade(
+                engine, args.revision, force=args.force, on_backup=backups.append
+            )
     finally:
         engine.dispose()
-    _say(migrate.describe_migration(url, before, after, direction=direction))
+    said = migrate.describe_migration(url, before, after, direction=direction)
+    if backups and getattr(args, "force", False):
+        # Rows may have gone with --force: say where the file as it was is kept.
+        said = f"{said[:-1]}; the file as it was is kept at {str(backups[0])!r}."
+    _say(said)
     return 0
 
 

@@ -232,7 +232,11 @@ Plan = Callable[[Connection, str | None], bool]
 
 @contextlib.contextmanager
 def migration_connection(
-    engine: Engine, *, target: str | None = None, plan: Plan | None = None
+    engine: Engine,
+    *,
+    target: str | None = None,
+    plan: Plan | None = None,
+    on_backup: Callable[[Path], None] | None = None,
 ) -> Iterator[Connection]:
     """Yield a locked connection inside one transaction, ready to migrate.
 
@@ -247,6 +251,7 @@ def migration_connection(
             and the current revision; it raises to refuse (nothing is copied or
             changed) and returns whether a migration will run. Without it, a
             migration is assumed unless the database is at ``target``.
+        on_backup: Called with the path of the SQLite backup, if one is taken.
     """
     is_sqlite = engine.dialect.name == "sqlite"
     with engine.connect() as connection, _migration_lock(engine, connection):
@@ -261,7 +266,9 @@ def migration_connection(
             connection.commit()
             path = sqlite_path(engine)
             if path is not None and revision is not None and will_run:
-                _backup_sqlite(path, revision)
+                backup = _backup_sqlite(path, revision)
+                if on_backup is not None:
+                    on_backup(backup)
 
             with connection.begin():
                 yield connection
@@ -440,14 +447,19 @@ def downgrade_plan(engine: Engine, revision: str, *, force: bool = False) -> Pla
 
 
 def downgrade(
-    engine: Engine, revision: str, *, force: bool = False
+    engine: Engine,
+    revision: str,
+    *,
+    force: bool = False,
+    on_backup: Callable[[Path], None] | None = None,
 ) -> tuple[str | None, str | None]:
     """Downgrade the database to ``revision``; return (revision before, after).
 
     Before anything is copied or changed, the rows the downgrade would delete
     (the tables and columns each undone revision declares in ``DESTROYS``) are
     counted; if there are any, the downgrade is refused unless ``force``. A
-    SQLite file is backed up whenever a downgrade runs.
+    SQLite file is backed up whenever a downgrade runs; ``on_backup`` is
+    called with the copy's path.
 
     Raises:
         DowngradeRefusedError: rows would be deleted and ``force`` is false.
@@ -456,7 +468,7 @@ def downgrade(
         CommandError: ``revision`` is not a revision this package ships.
     """
     plan = downgrade_plan(engine, revision, force=force)
-    with migration_connection(engine, plan=plan) as connection:
+    with migration_connection(engine, plan=plan, on_backup=on_backup) as connection:
         before = current_revision(connection)
         command.downgrade(make_config(connection=connection), revision)
         after = current_revision(connection)
