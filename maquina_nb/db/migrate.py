@@ -329,11 +329,13 @@ def _steps(direction: str, revision: str, before: str | None) -> list[Any]:
         CommandError: the target revision is unknown.
     """
     script = _script_directory(str(script_location()))
+    # Alembic itself hands these the tuple of current heads: () when empty.
+    current: Any = (before,) if before is not None else ()
     with _plain_relative_steps(direction, revision, before):
         if direction == "upgrade":
-            steps = script._upgrade_revs(revision, before)
+            steps = script._upgrade_revs(revision, current)
         else:
-            steps = script._downgrade_revs(revision, before)
+            steps = script._downgrade_revs(revision, current)
     return [step.revision for step in steps]
 
 
