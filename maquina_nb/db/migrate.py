@@ -192,6 +192,10 @@ def _migration_lock(engine: Engine, connection: Connection) -> Iterator[None]:
         try:
             yield
         finally:
+            # A failed plan or migration may leave its transaction aborted; end it
+            # so the unlock runs (else the session keeps the lock, and the
+            # unlock's error hides the real one).
+            connection.rollback()
             connection.exec_driver_sql(f"SELECT pg_advisory_unlock({_PG_LOCK_KEY})")
             connection.commit()
         return

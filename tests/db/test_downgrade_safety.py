@@ -334,3 +334,29 @@ def test_plain_alembic_downgrade_refuses_too(sqlite_url: str) -> None:
     assert _revision(engine) == "0001"
     assert len(_backups(engine)) == 1
     engine.dispose()
+
+
+@pytest.mark.postgres
+def test_a_failing_plan_releases_the_lock_and_shows_its_own_error(
+    pg_schema_url: str,
+) -> None:
+    """A query that fails while planning (a table gone missing) ends the PostgreSQL
+    transaction before unlocking: the real error surfaces and the lock is free."""
+    engine = make_engine(pg_schema_url)
+    try:
+        upgrade(engine, "head")
+        with engine.begin() as connection:
+            connection.exec_driver_sql("DROP TABLE pairwise_votes")
+
+        with pytest.raises(sa.exc.ProgrammingError, match="pairwise_votes"):
+            downgrade(engine, "0001")
+
+        with engine.connect() as connection:
+            held = connection.exec_driver_sql(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                "AND pid = pg_backend_pid()"
+            ).scalar_one()
+        assert held == 0
+        assert engine.pool.checkedin() == 1  # the connection checked above was it
+    finally:
+        engine.dispose()
