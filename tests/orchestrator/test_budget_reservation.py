@@ -34,9 +34,7 @@ def test_budget_holds_with_default_concurrency(
     assert run.totals.cost_usd == pytest.approx(1.0, rel=0.01)
     skipped = [r for r in run.responses if r.status == "skipped"]
     assert {r.error_kind for r in skipped} == {"budget"}
-    assert skipped[0].error_message.startswith(
-        "Not sent: spend reached max_cost=$0.20"
-    )
+    assert skipped[0].error_message.startswith("Not sent: spend reached max_cost=$0.20")
     assert run.notice is not None
     assert "max_cost" in run.notice
     assert "9 of 10" in run.notice
