@@ -55,9 +55,19 @@ def mask(value: str | None) -> str:
 
 
 def redact(text: str) -> str:
-    """Remove every known secret and every key-shaped string from ``text``."""
+    """Remove every key-shaped string and every known secret from ``text``."""
     if not text:
         return text
+
+    # Key shapes first: replacing a registered secret that happens to be the
+    # start of a longer key would otherwise leave the rest of that key unmatched.
+    def _sub(match: re.Match[str]) -> str:
+        if match.group(1) is not None:
+            return "sk-<redacted>"
+        return f"{match.group(2) or match.group(3)}<redacted>"
+
+    text = _URL_PASSWORD.sub(r"\1<redacted>\2", text)
+    text = _KEY_PATTERN.sub(_sub, text)
 
     with _lock:
         secrets = set(_secrets)
@@ -65,14 +75,7 @@ def redact(text: str) -> str:
     for secret in sorted(secrets, key=len, reverse=True):
         if secret in text:
             text = text.replace(secret, "<redacted>")
-
-    def _sub(match: re.Match[str]) -> str:
-        if match.group(1) is not None:
-            return "sk-<redacted>"
-        return f"{match.group(2) or match.group(3)}<redacted>"
-
-    text = _URL_PASSWORD.sub(r"\1<redacted>\2", text)
-    return _KEY_PATTERN.sub(_sub, text)
+    return text
 
 
 class RedactingFilter(logging.Filter):

@@ -6,6 +6,7 @@ import logging
 
 import pytest
 
+from maquina_nb import _redact
 from maquina_nb._redact import get_logger, redact, register_secret
 
 
@@ -50,12 +51,22 @@ def test_redact_masks_secrets_only(text: str, expected: str) -> None:
 def test_redact_removes_registered_and_environment_secrets(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr(_redact, "_secrets", set())
     monkeypatch.setenv("OPENAI_API_KEY", "plain-looking-token-123")
     register_secret("another-custom-secret")
 
     shown = redact("a plain-looking-token-123 and another-custom-secret here")
 
     assert shown == "a <redacted> and <redacted> here"
+
+
+def test_a_registered_prefix_does_not_unmask_the_rest_of_a_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_redact, "_secrets", set())
+    register_secret("sk-test")
+
+    assert redact("key sk-test-Qw9PrefixCase!") == "key sk-<redacted>!"
 
 
 def test_logger_filter_redacts_messages_and_arguments(
