@@ -34,7 +34,8 @@ def main() -> int:
         try:
             module = importlib.import_module(f"benchmarks.{name}")
             status = module.main()
-            if status not in (None, 0):
+            # main() returns None, an exit status, or its figures (a dict).
+            if isinstance(status, int) and status != 0:
                 failed.append(name)
         except Exception:  # one broken benchmark must not hide the rest
             traceback.print_exc()
