@@ -21,11 +21,8 @@ from typing import Any
 from maquina_nb._redact import get_logger
 from maquina_nb.providers._errors import StreamIncompleteError, map_anthropic_errors
 from maquina_nb.providers._remote import RemoteModel
-from maquina_nb.providers._streaming import (
-    _skipped_chunks,
-    normalize_finish,
-    tolerant_decoder,
-)
+from maquina_nb.providers._sdk_client import as_int, as_json, as_text, client_class
+from maquina_nb.providers._streaming import _skipped_chunks, normalize_finish
 from maquina_nb.providers.base import Completion, ModelRequest, TextDelta
 
 __all__ = ["DEFAULT_MAX_TOKENS", "ClaudeModel"]
@@ -37,13 +34,9 @@ DEFAULT_MAX_TOKENS = 4096
 
 def _client_class() -> Any:
     import anthropic
+    from anthropic.types import Message, RawMessageStreamEvent
 
-    class _AsyncAnthropic(anthropic.AsyncAnthropic):
-        # Skip malformed SSE events instead of ending the stream (C09).
-        def _make_sse_decoder(self, *args: Any, **kwargs: Any) -> Any:
-            return tolerant_decoder(super()._make_sse_decoder(*args, **kwargs))
-
-    return _AsyncAnthropic
+    return client_class(anthropic.AsyncAnthropic, (Message, RawMessageStreamEvent))
 
 
 class ClaudeModel(RemoteModel):
@@ -131,31 +124,36 @@ class ClaudeModel(RemoteModel):
         )
 
     def _cache_write_tokens(self, completion: Completion) -> int | None:
-        usage = (completion.raw or {}).get("usage") or {}
-        written = usage.get("cache_creation_input_tokens")
-        return int(written) if written else None
+        usage = (completion.raw or {}).get("usage")
+        written = (
+            usage.get("cache_creation_input_tokens")
+            if isinstance(usage, dict)
+            else None
+        )
+        return as_int(written) or None
 
     async def _generate_once(self, client: Any, request: ModelRequest) -> Completion:
-        message = await client.messages.create(**self._kwargs(request))
-        raw = message.model_dump(mode="json", exclude_none=True)
+        body = as_json(await client.messages.create(**self._kwargs(request)))
         # The content list may be empty (C17); never index into it.
-        blocks = message.content or []
+        content = body.get("content")
+        blocks = (
+            [b for b in content if isinstance(b, dict)]
+            if isinstance(content, list)
+            else []
+        )
         text = "".join(
-            block.text for block in blocks if getattr(block, "type", None) == "text"
+            as_text(b.get("text")) for b in blocks if b.get("type") == "text"
         )
         tool_calls = [
-            {
-                "id": block.id,
-                "type": "tool_use",
-                "name": block.name,
-                "arguments": json.dumps(block.input),
-            }
-            for block in blocks
-            if getattr(block, "type", None) == "tool_use"
+            _tool_call(b) for b in blocks if b.get("type") == "tool_use"
         ] or None
-        usage = _usage_dict(message.usage)
         return self._completion(
-            text, message.stop_reason, tool_calls, usage, message.model, raw
+            text,
+            body.get("stop_reason"),
+            tool_calls,
+            _usage_dict(body.get("usage")),
+            body.get("model"),
+            body,
         )
 
     async def _stream_once(
@@ -171,31 +169,40 @@ class ClaudeModel(RemoteModel):
         async with stream:
             async for event in stream:
                 events += 1
-                kind = getattr(event, "type", None)
+                if event.__class__ is not dict:
+                    event = as_json(event)
+                kind = event.get("type")
                 # Text deltas first: nearly every event is one.
                 if kind == "content_block_delta":
-                    delta = event.delta
-                    delta_type = getattr(delta, "type", None)
-                    if delta_type == "text_delta" and delta.text:
-                        parts.append(delta.text)
-                        yield TextDelta(delta.text)
-                    elif delta_type == "input_json_delta" and event.index in tools:
-                        tools[event.index]["arguments"] += delta.partial_json
+                    delta = event.get("delta")
+                    if delta.__class__ is not dict:
+                        continue
+                    delta_type = delta.get("type")
+                    if delta_type == "text_delta":
+                        text = delta.get("text")
+                        if text and text.__class__ is str:
+                            parts.append(text)
+                            yield TextDelta(text)
+                    elif delta_type == "input_json_delta":
+                        call = tools.get(as_int(event.get("index")) or 0)
+                        if call is not None:
+                            call["arguments"] += as_text(delta.get("partial_json"))
                 elif kind == "message_start":
-                    model_id = event.message.model
-                    usage.update(_usage_dict(event.message.usage))
+                    message = _object(event.get("message"))
+                    model_id = message.get("model")
+                    usage.update(_usage_dict(message.get("usage")))
                 elif kind == "content_block_start":
-                    block = event.content_block
-                    if getattr(block, "type", None) == "tool_use":
-                        tools[event.index] = {
-                            "id": block.id,
-                            "type": "tool_use",
-                            "name": block.name,
+                    block = _object(event.get("content_block"))
+                    if block.get("type") == "tool_use":
+                        tools[as_int(event.get("index")) or 0] = {
+                            **_tool_call(block),
                             "arguments": "",
                         }
                 elif kind == "message_delta":
-                    stop_reason = event.delta.stop_reason or stop_reason
-                    for name, value in _usage_dict(event.usage).items():
+                    stop_reason = (
+                        _object(event.get("delta")).get("stop_reason") or stop_reason
+                    )
+                    for name, value in _usage_dict(event.get("usage")).items():
                         if value is not None:
                             usage[name] = value
                 elif kind == "message_stop":
@@ -223,11 +230,23 @@ class ClaudeModel(RemoteModel):
         yield self._completion(text, stop_reason, tool_calls, usage, model_id, raw)
 
 
-def _usage_dict(usage: Any) -> dict[str, int | None]:
-    if usage is None:
-        return {}
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _tool_call(block: dict[str, Any]) -> dict[str, Any]:
     return {
-        name: getattr(usage, name, None)
+        "id": block.get("id"),
+        "type": "tool_use",
+        "name": block.get("name"),
+        "arguments": json.dumps(block.get("input", {})),
+    }
+
+
+def _usage_dict(usage: Any) -> dict[str, int | None]:
+    usage = _object(usage)
+    return {
+        name: as_int(usage.get(name))
         for name in (
             "input_tokens",
             "output_tokens",

@@ -26,11 +26,8 @@ from urllib.parse import urlsplit
 from maquina_nb._redact import get_logger
 from maquina_nb.providers._errors import StreamIncompleteError, map_openai_errors
 from maquina_nb.providers._remote import RemoteModel
-from maquina_nb.providers._streaming import (
-    _skipped_chunks,
-    normalize_finish,
-    tolerant_decoder,
-)
+from maquina_nb.providers._sdk_client import as_int, as_json, as_text, client_class
+from maquina_nb.providers._streaming import _skipped_chunks, normalize_finish
 from maquina_nb.providers.base import Completion, ModelRequest, TextDelta
 
 __all__ = ["OllamaModel", "OpenAICompatibleModel", "OpenAIModel"]
@@ -45,13 +42,9 @@ _lock = threading.Lock()
 
 def _client_class() -> Any:
     import openai
+    from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
-    class _AsyncOpenAI(openai.AsyncOpenAI):
-        # Skip malformed SSE events instead of ending the stream (C09).
-        def _make_sse_decoder(self) -> Any:
-            return tolerant_decoder(super()._make_sse_decoder())
-
-    return _AsyncOpenAI
+    return client_class(openai.AsyncOpenAI, (ChatCompletion, ChatCompletionChunk))
 
 
 def _is_local(url: str | None) -> bool:
@@ -131,18 +124,19 @@ class OpenAIModel(RemoteModel):
             await self._client().with_options(max_retries=0, timeout=15).models.list()
 
     async def _generate_once(self, client: Any, request: ModelRequest) -> Completion:
-        response = await client.chat.completions.create(**self._kwargs(request))
-        raw = response.model_dump(mode="json", exclude_none=True)
-        choices = response.choices or []
-        text, tool_calls, finish_raw = "", None, None
-        if choices:
-            message = choices[0].message
-            text = (message.content if message is not None else None) or ""
-            finish_raw = choices[0].finish_reason
-            if message is not None and message.tool_calls:
-                tool_calls = [_tool_call(call) for call in message.tool_calls]
+        body = as_json(await client.chat.completions.create(**self._kwargs(request)))
+        choices = body.get("choices")
+        first = _first_object(_as_list(choices))
+        message = _first_object([first.get("message")])
+        calls = message.get("tool_calls")
+        tool_calls = [_tool_call(call) for call in _as_list(calls)] or None
         return self._completion(
-            text, finish_raw, tool_calls, response.usage, response.model, raw
+            as_text(message.get("content")),
+            first.get("finish_reason"),
+            tool_calls,
+            body.get("usage"),
+            body.get("model"),
+            body,
         )
 
     def _completion(
@@ -154,21 +148,17 @@ class OpenAIModel(RemoteModel):
         model_id: str | None,
         raw: dict[str, Any],
     ) -> Completion:
-        input_tokens = output_tokens = cached = None
-        if usage is not None:
-            input_tokens = usage.prompt_tokens
-            output_tokens = usage.completion_tokens
-            details = getattr(usage, "prompt_tokens_details", None)
-            cached = (
-                getattr(details, "cached_tokens", None) if details is not None else None
-            )
+        usage = usage if isinstance(usage, dict) else {}
+        details = usage.get("prompt_tokens_details")
         return Completion(
             text=text,
             finish_reason=normalize_finish(finish_raw, text, tool_calls),  # type: ignore[arg-type]
             model_id=model_id or self.model,
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            cached_tokens=cached,
+            input_tokens=as_int(usage.get("prompt_tokens")),
+            output_tokens=as_int(usage.get("completion_tokens")),
+            cached_tokens=as_int(details.get("cached_tokens"))
+            if isinstance(details, dict)
+            else None,
             raw_finish_reason=finish_raw,
             tool_calls=tool_calls,
             raw=raw,
@@ -212,20 +202,27 @@ class OpenAIModel(RemoteModel):
         async with stream:
             async for chunk in stream:
                 chunks += 1
-                model_id = getattr(chunk, "model", None) or model_id
-                usage = getattr(chunk, "usage", None) or usage
+                if chunk.__class__ is not dict:
+                    chunk = as_json(chunk)
+                model_id = chunk.get("model") or model_id
+                usage = chunk.get("usage") or usage
                 # Filter-metadata and usage chunks carry no choices (C09).
-                for choice in getattr(chunk, "choices", None) or []:
-                    if getattr(choice, "index", 0) not in (0, None):
+                for choice in chunk.get("choices") or ():
+                    if not isinstance(choice, dict) or choice.get("index") not in (
+                        0,
+                        None,
+                    ):
                         continue
-                    delta = choice.delta
-                    if delta is not None and delta.content:
-                        parts.append(delta.content)
-                        yield TextDelta(delta.content)
-                    if delta is not None and delta.tool_calls:
-                        _merge_tool_deltas(calls, delta.tool_calls)
-                    if choice.finish_reason:
-                        finish_raw = choice.finish_reason
+                    delta = choice.get("delta")
+                    if delta.__class__ is dict:
+                        content = delta.get("content")
+                        if content and content.__class__ is str:
+                            parts.append(content)
+                            yield TextDelta(content)
+                        if delta.get("tool_calls"):
+                            _merge_tool_deltas(calls, delta["tool_calls"])
+                    if choice.get("finish_reason"):
+                        finish_raw = choice["finish_reason"]
 
         if finish_raw is None:
             raise StreamIncompleteError(
@@ -242,39 +239,51 @@ class OpenAIModel(RemoteModel):
             "text": text,
             "finish_reason": finish_raw,
             "tool_calls": tool_calls,
-            "usage": usage.model_dump(mode="json", exclude_none=True)
-            if usage is not None
-            else None,
+            "usage": usage,
             "chunks": chunks,
             "skipped_chunks": list(_skipped_chunks.get() or []),
         }
         yield self._completion(text, finish_raw, tool_calls, usage, model_id, raw)
 
 
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _first_object(values: list[Any]) -> dict[str, Any]:
+    # The choices list may be empty, or hold null (C17): never index blindly.
+    first = values[0] if values else None
+    return first if isinstance(first, dict) else {}
+
+
 def _tool_call(call: Any) -> dict[str, Any]:
-    function = getattr(call, "function", None)
+    call = call if isinstance(call, dict) else {}
+    function = call.get("function")
+    function = function if isinstance(function, dict) else {}
     return {
-        "id": getattr(call, "id", None),
-        "type": getattr(call, "type", "function"),
-        "name": getattr(function, "name", None),
-        "arguments": getattr(function, "arguments", None),
+        "id": call.get("id"),
+        "type": call.get("type") or "function",
+        "name": function.get("name"),
+        "arguments": function.get("arguments"),
     }
 
 
 def _merge_tool_deltas(calls: dict[int, dict[str, Any]], deltas: Any) -> None:
-    for delta in deltas:
-        index = getattr(delta, "index", 0) or 0
+    for delta in _as_list(deltas):
+        if not isinstance(delta, dict):
+            continue
+        index = as_int(delta.get("index")) or 0
         call = calls.setdefault(
             index, {"id": None, "type": "function", "name": None, "arguments": ""}
         )
-        if getattr(delta, "id", None):
-            call["id"] = delta.id
-        function = getattr(delta, "function", None)
-        if function is not None:
-            if function.name:
-                call["name"] = function.name
-            if function.arguments:
-                call["arguments"] += function.arguments
+        if delta.get("id"):
+            call["id"] = delta["id"]
+        function = delta.get("function")
+        if isinstance(function, dict):
+            if function.get("name"):
+                call["name"] = function["name"]
+            if isinstance(function.get("arguments"), str):
+                call["arguments"] += function["arguments"]
 
 
 class OpenAICompatibleModel(OpenAIModel):

@@ -61,6 +61,10 @@ class Reply:
     """Extra response headers (``Retry-After`` …)."""
     body: Any = None
     """Raw body to send instead of the built one (dict → JSON)."""
+    events: list[Any] | None = None
+    """Stream payloads to send instead of the built ones, each a JSON value.
+    OpenAI: one ``data:`` line each, then ``[DONE]``. Anthropic: a payload's
+    ``type`` names its event, or give ``(event name, payload)`` pairs."""
     error_type: str | None = None
     """Error type for error bodies and stream error events."""
     echo_key: bool = False
@@ -301,6 +305,20 @@ def anthropic_message(plan: ReplyPlan, serial: int) -> dict[str, Any]:
     if not plan.reply.usage:
         body["usage"] = {"input_tokens": 0, "output_tokens": 0}
     return body
+
+
+def scripted_events(api: str, payloads: list[Any]) -> list[tuple[str, Any]]:
+    """Return ``Reply.events`` as ``(kind, payload)`` pairs for ``api``."""
+    if api == "openai":
+        return [("data", payload) for payload in payloads] + [("done", "[DONE]")]
+    events: list[tuple[str, Any]] = []
+    for payload in payloads:
+        if isinstance(payload, tuple):
+            events.append(payload)
+        else:
+            kind = payload.get("type") if isinstance(payload, dict) else None
+            events.append((str(kind or "message"), payload))
+    return events
 
 
 def anthropic_events(plan: ReplyPlan, serial: int) -> list[tuple[str, Any]]:

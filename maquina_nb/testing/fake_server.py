@@ -512,7 +512,9 @@ class FakeLLMServer:
         plan: _wire.ReplyPlan,
     ) -> bool:
         reply = plan.reply
-        if request.api == "openai":
+        if reply.events is not None:
+            events = _wire.scripted_events(request.api or "openai", reply.events)
+        elif request.api == "openai":
             options = request.body.get("stream_options") or {}
             events = _wire.openai_events(
                 plan, self._serial, bool(options.get("include_usage"))

@@ -227,3 +227,117 @@ async def test_cache_writes_are_priced_at_the_write_rate(fake: FakeLLMServer) ->
     assert completion.input_tokens == 1010
     # claude-sonnet-4-5: $3 per M input, $3.75 per M cache write, $15 per M output.
     assert completion.cost_usd == pytest.approx((10 * 3 + 1000 * 3.75 + 1 * 15) / 1e6)
+
+
+async def test_c09_odd_but_valid_json_events_do_not_crash(fake: FakeLLMServer) -> None:
+    fake.enqueue(
+        Reply(
+            events=[
+                {"type": "message_start", "message": None},
+                {"type": "content_block_start", "index": 0, "content_block": "x"},
+                {"type": "content_block_delta", "index": 0, "delta": "oops"},
+                {
+                    "type": "content_block_delta",
+                    "delta": {"type": "text_delta", "text": "Bon"},
+                },
+                {
+                    "type": "content_block_delta",
+                    "delta": {"type": "text_delta", "text": 5},
+                },
+                {"type": "content_block_delta", "delta": {"type": "input_json_delta"}},
+                {
+                    "type": "content_block_delta",
+                    "delta": {"type": "text_delta", "text": "jour"},
+                },
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": "end_turn"},
+                    "usage": {"output_tokens": "many"},
+                },
+                {"type": "message_stop"},
+            ]
+        )
+    )
+
+    deltas, completion = await collect(claude(fake), ask())
+
+    assert [d.text for d in deltas] == ["Bon", "jour"]
+    assert (completion.text, completion.finish_reason) == ("Bonjour", "stop")
+    assert completion.output_tokens is None
+    assert completion.model_id == "claude-sonnet-4-5"
+
+
+async def test_streamed_tool_use_arguments_are_joined(fake: FakeLLMServer) -> None:
+    fake.enqueue(
+        Reply(
+            events=[
+                {
+                    "type": "message_start",
+                    "message": {"model": "claude-x", "usage": {"input_tokens": 4}},
+                },
+                {
+                    "type": "content_block_start",
+                    "index": 1,
+                    "content_block": {
+                        "type": "tool_use",
+                        "id": "t1",
+                        "name": "lookup",
+                        "input": {},
+                    },
+                },
+                {
+                    "type": "content_block_delta",
+                    "index": 1,
+                    "delta": {"type": "input_json_delta", "partial_json": '{"q": '},
+                },
+                {
+                    "type": "content_block_delta",
+                    "index": 1,
+                    "delta": {"type": "input_json_delta", "partial_json": '"x"}'},
+                },
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": "tool_use"},
+                    "usage": {"output_tokens": 3},
+                },
+                ("message_stop", {"type": "message_stop"}),
+            ]
+        )
+    )
+
+    _, completion = await collect(claude(fake), ask())
+
+    assert completion.finish_reason == "tool_calls"
+    assert completion.tool_calls == [
+        {"id": "t1", "type": "tool_use", "name": "lookup", "arguments": '{"q": "x"}'}
+    ]
+    assert (completion.model_id, completion.input_tokens, completion.output_tokens) == (
+        "claude-x",
+        4,
+        3,
+    )
+
+
+async def test_odd_but_valid_message_body_reads_what_it_can(
+    fake: FakeLLMServer,
+) -> None:
+    fake.enqueue(
+        Reply(
+            body={
+                "type": "message",
+                "model": "claude-x",
+                "content": [
+                    None,
+                    {"type": "text", "text": "ok"},
+                    {"type": "text", "text": None},
+                ],
+                "stop_reason": "end_turn",
+                "usage": "n/a",
+            }
+        )
+    )
+
+    completion = await claude(fake).generate(ask())
+
+    assert (completion.text, completion.finish_reason) == ("ok", "stop")
+    assert completion.input_tokens is None

@@ -471,3 +471,71 @@ async def test_a_new_base_url_in_the_environment_gets_a_new_client(
             ("two", KEY + "-rotated")
         ]
         assert model.identity["base_url"] == second.openai_base_url
+
+
+async def test_c09_odd_but_valid_json_chunks_do_not_crash(fake: FakeLLMServer) -> None:
+    # Valid JSON in shapes a proxy or a small local server may send: a null
+    # choice, a delta that is not an object, content parts as a list, a second
+    # choice, counts as strings. Only the text of choice 0 counts.
+    fake.enqueue(
+        Reply(
+            events=[
+                {"model": "local-7b", "choices": [None, "x"]},
+                {"choices": [{"index": 0, "delta": "oops"}]},
+                {"choices": [{"index": 0, "delta": {"content": "Hel"}}]},
+                {"choices": [{"index": 1, "delta": {"content": "IGNORED"}}]},
+                {"choices": [{"index": 0, "delta": {"content": ["not", "text"]}}]},
+                {"choices": [{"delta": {"content": "lo"}, "finish_reason": "stop"}]},
+                {
+                    "choices": [],
+                    "usage": {"prompt_tokens": "7", "completion_tokens": 2},
+                },
+            ]
+        )
+    )
+
+    deltas, completion = await collect(gpt(fake), ask())
+
+    assert [d.text for d in deltas] == ["Hel", "lo"]
+    assert completion.text == "Hello"
+    assert completion.finish_reason == "stop"
+    assert completion.model_id == "local-7b"
+    assert (completion.input_tokens, completion.output_tokens) == (None, 2)
+
+
+async def test_odd_but_valid_plain_body_reads_what_it_can(fake: FakeLLMServer) -> None:
+    fake.enqueue(
+        Reply(
+            body={
+                "model": "local-7b",
+                "choices": [
+                    {
+                        "message": {
+                            "content": [
+                                {"type": "text", "text": "Hi "},
+                                {"text": "there"},
+                            ],
+                            "tool_calls": [None, {"function": {"name": "f"}}],
+                        },
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": None,
+            }
+        )
+    )
+
+    completion = await gpt(fake).generate(ask())
+
+    assert completion.text == "Hi there"
+    assert [call["name"] for call in completion.tool_calls] == [None, "f"]
+    assert completion.input_tokens is None
+    assert completion.raw["model"] == "local-7b"
+
+
+async def test_a_body_with_no_choices_is_an_empty_answer(fake: FakeLLMServer) -> None:
+    fake.enqueue(Reply(body={"choices": None, "model": "m"}))
+
+    completion = await gpt(fake).generate(ask())
+
+    assert (completion.text, completion.finish_reason) == ("", "empty")

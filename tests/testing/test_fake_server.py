@@ -116,6 +116,36 @@ def test_anthropic_sse_sends_the_full_event_sequence() -> None:
     ]
 
 
+def test_scripted_stream_events_are_sent_as_given() -> None:
+    with FakeLLMServer() as fake:
+        fake.enqueue(Reply(events=[{"choices": None}, [1, 2]]))
+        fake.enqueue(Reply(events=[{"type": "message_start"}, ("custom", {"a": 1})]))
+        body = {"model": "m", "stream": True, "messages": []}
+        _, _, openai_raw = raw_request(fake.port, "POST", "/v1/chat/completions", body)
+        _, _, claude_raw = raw_request(
+            fake.port, "POST", "/v1/messages", body, {"anthropic-version": "2023-06-01"}
+        )
+
+    def lines(raw: bytes) -> list[str]:
+        return [
+            line
+            for line in raw.decode().split("\n")
+            if line.startswith(("data: ", "event: "))
+        ]
+
+    assert lines(openai_raw) == [
+        'data: {"choices": null}',
+        "data: [1, 2]",
+        "data: [DONE]",
+    ]
+    assert lines(claude_raw) == [
+        "event: message_start",
+        'data: {"type": "message_start"}',
+        "event: custom",
+        'data: {"a": 1}',
+    ]
+
+
 def test_scripted_status_headers_and_body_and_the_log() -> None:
     with FakeLLMServer() as fake:
         fake.enqueue(Reply.rate_limited("Wed, 21 Oct 2026 07:28:00 GMT"), model="m1")

@@ -1,0 +1,101 @@
+"""The SDK client classes the remote models talk through.
+
+Each model makes its own client, used by nothing else, from the official SDK's
+client class with two changes:
+
+- malformed server-sent events are skipped and counted instead of ending the
+  stream (C09, :func:`maquina_nb.providers._streaming.tolerant_decoder`);
+- the responses the model reads itself (a chat completion, a stream chunk, a
+  message, a message event) come back as the decoded JSON rather than as typed
+  SDK objects. The SDKs build a typed object for every stream chunk, which is
+  most of their CPU time per call; the model reads a handful of fields and
+  keeps the JSON as the raw payload, so building the objects was pure cost.
+
+Everything else (requests, authentication, error translation, in-stream error
+events, timeouts) stays the SDK's own.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from maquina_nb._redact import get_logger
+from maquina_nb.providers._streaming import tolerant_decoder
+
+__all__ = ["as_int", "as_json", "as_text", "client_class"]
+
+logger = get_logger(__name__)
+
+_CLASSES: dict[type, type] = {}
+
+
+def client_class(base: type, json_types: tuple[Any, ...]) -> type:
+    """Return ``base`` made tolerant of bad events and lean on ``json_types``.
+
+    Args:
+        base: The SDK's async client class (``openai.AsyncOpenAI`` …).
+        json_types: The response types handed back as decoded JSON.
+    """
+    known = _CLASSES.get(base)
+    if known is not None:
+        return known
+
+    def _make_sse_decoder(self: Any, *args: Any, **kwargs: Any) -> Any:
+        return tolerant_decoder(base._make_sse_decoder(self, *args, **kwargs))  # type: ignore[attr-defined]
+
+    def _process_response_data(
+        self: Any, *, data: object, cast_to: Any, response: Any
+    ) -> Any:
+        if cast_to in json_types:
+            return data
+        return base._process_response_data(  # type: ignore[attr-defined]
+            self, data=data, cast_to=cast_to, response=response
+        )
+
+    made = type(
+        f"Lean{base.__name__}",
+        (base,),
+        {
+            "_make_sse_decoder": _make_sse_decoder,
+            "_process_response_data": _process_response_data,
+            "__module__": __name__,
+        },
+    )
+    _CLASSES[base] = made
+    return made
+
+
+def as_json(value: Any) -> dict[str, Any]:
+    """Return a response as a JSON object, whatever the SDK handed back.
+
+    The clients above return JSON already; an SDK that built a typed object
+    anyway (one that no longer routes through the hook) is dumped instead, and
+    a body that is not an object at all reads as empty.
+    """
+    if isinstance(value, dict):
+        return value
+    dump = getattr(value, "model_dump", None)
+    if dump is not None:
+        dumped = dump(mode="json")
+        return dumped if isinstance(dumped, dict) else {}
+    return {}
+
+
+def as_int(value: Any) -> int | None:
+    """Return a token count, or ``None`` for anything that is not a count."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    return None
+
+
+def as_text(value: Any) -> str:
+    """Return message content as text: a string, or the text parts of a list."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return "".join(
+            part["text"]
+            for part in value
+            if isinstance(part, dict) and isinstance(part.get("text"), str)
+        )
+    return ""
