@@ -1,10 +1,13 @@
 """What every network-backed model shares: keys, clients, limits, retries, timeouts.
 
 :class:`RemoteModel` implements :meth:`generate` and :meth:`stream` once, around
-three provider hooks (:meth:`RemoteModel._make_client`,
-:meth:`RemoteModel._generate_once`, :meth:`RemoteModel._stream_once`). Around
-each attempt it takes a slot from the model's shared rate limiter, bounds the
-time, translates SDK errors, decides on a retry, and prices the result.
+the provider hooks (:meth:`RemoteModel._make_client`,
+:meth:`RemoteModel._generate_once`, :meth:`RemoteModel._open_stream`,
+:meth:`RemoteModel._stream_reader`). Around each attempt it takes a slot from
+the model's shared rate limiter, bounds the time, translates SDK errors, decides
+on a retry, and prices the result. A stream is read by one loop here that hands
+each SDK event to the provider's :class:`StreamReader`: no generator stands
+between the SDK's stream and the caller but this one.
 
 SDK clients are made lazily inside the running event loop and reused for every
 later call on that loop (a client is bound to the loop that created it).
@@ -34,7 +37,7 @@ from maquina_nb.errors import (
     ProviderTimeoutError,
 )
 from maquina_nb.providers._errors import is_retryable
-from maquina_nb.providers._streaming import _skipped_chunks
+from maquina_nb.providers._streaming import StreamReader, _skipped_chunks
 from maquina_nb.providers.base import BaseAIModel, Completion, ModelRequest, TextDelta
 from maquina_nb.providers.credentials import KeyInfo, clean_key, find_key
 from maquina_nb.providers.pricing import estimate_tokens, price_usage
@@ -283,10 +286,12 @@ class RemoteModel(BaseAIModel):
         """Make one plain call and return its completion (no cost, no latency)."""
 
     @abc.abstractmethod
-    def _stream_once(
-        self, client: Any, request: ModelRequest
-    ) -> AsyncIterator[TextDelta | Completion]:
-        """Make one streamed call: text deltas, then the completion."""
+    async def _open_stream(self, client: Any, request: ModelRequest) -> Any:
+        """Start one streamed call; return the SDK's stream (async-iterable, closable)."""
+
+    @abc.abstractmethod
+    def _stream_reader(self) -> StreamReader:
+        """Return a fresh reader for one streamed call's events."""
 
     @abc.abstractmethod
     def _map_errors(self) -> Any:
@@ -455,76 +460,106 @@ class RemoteModel(BaseAIModel):
         streamed = False
         while True:
             # Set here, before any task copies the context, so the decoder's
-            # appends land in the list the provider reads (C09).
+            # appends land in the list the reader reads (C09).
             _skipped_chunks.set([])
             attempt += 1
             if streamed:
                 # The last attempt streamed text before failing; consumers drop it.
                 yield TextDelta("", reset=True)
                 streamed = False
-            delay: float | None = None
+            delay = 0.0
             client = self._client()
             async with self.limiter.slot(self._estimated_tokens(request)) as grant:
                 started = time.perf_counter()
                 timeout = self.settings.timeout
                 deadline = started + timeout if timeout is not None else None
-                first_token: float | None = None
+                reader = self._stream_reader()
+                opened: tuple[Any, Any] | None = None
                 completion: Completion | None = None
-                source = self._stream_once(client, request)
                 try:
                     with self._map_errors():
-                        # The first item gets its own bound: a server that accepts
-                        # the request and then says nothing is caught here.
-                        item = await self._first_item(source, started)
-                        while item is not None:
-                            if isinstance(item, Completion):
-                                completion = item
-                            else:
-                                if first_token is None:
-                                    first_token = time.perf_counter() - started
-                                streamed = True
-                                yield item
-                            # Later items: the SDK's read timeout bounds silences;
+                        # Up to the first text gets its own bound: a server that
+                        # accepts the request and then says nothing is caught here.
+                        opened, text = await self._first_text(
+                            client, request, reader, deadline
+                        )
+                        first_token = time.perf_counter() - started
+                        if text is not None:
+                            streamed = True
+                            yield TextDelta(text)
+                            # Later events: the SDK's read timeout bounds silences;
                             # the total deadline is checked as each one arrives.
-                            if deadline is not None and time.perf_counter() > deadline:
-                                raise self._timeout_error(
-                                    "the whole call", self.settings.timeout
-                                )
-                            try:
-                                item = await source.__anext__()
-                            except StopAsyncIteration:
-                                item = None
+                            async for event in opened[1]:
+                                text = reader.feed(event)
+                                if text:
+                                    yield TextDelta(text)
+                                if (
+                                    deadline is not None
+                                    and time.perf_counter() > deadline
+                                ):
+                                    raise self._timeout_error(
+                                        "the whole call", self.settings.timeout
+                                    )
+                        completion = reader.completion()
                 except ProviderError as exc:
                     completion = None
                     delay = self._after_failure(exc, attempt)
                 finally:
                     # Close the HTTP response now, also on cancel or early exit.
-                    await source.aclose()  # type: ignore[attr-defined]
+                    if opened is not None:
+                        await _close(*opened)
                 if completion is not None:
                     completion.latency_s = time.perf_counter() - started
                     completion.ttft_s = (
-                        first_token if first_token is not None else completion.latency_s
+                        first_token if completion.text else completion.latency_s
                     )
                     self._after_success(grant, completion, prompt_tokens)
                     yield completion
                     return
-            if delay is None:
-                raise RuntimeError(
-                    f"{type(self).__name__}._stream_once ended without a completion."
-                )
             await self.clock.sleep(delay)
 
-    async def _first_item(self, source: AsyncIterator[Any], started: float) -> Any:
-        """Return the stream's first item (``None`` if it is empty), time-bounded."""
-        settings = self.settings
-        deadline = started + settings.timeout if settings.timeout is not None else None
-        first_limit = _min(settings.first_token_timeout, _remaining(deadline))
+    async def _first_text(
+        self,
+        client: Any,
+        request: ModelRequest,
+        reader: StreamReader,
+        deadline: float | None,
+    ) -> tuple[tuple[Any, Any], str | None]:
+        """Open the stream and read up to its first text, time-bounded.
+
+        Returns the SDK stream with its event iterator, and the first text
+        (``None`` when the stream ended without any).
+        """
+        limit = _min(self.settings.first_token_timeout, _remaining(deadline))
         try:
-            return await _within(source.__anext__(), first_limit)
-        except StopAsyncIteration:
-            return None
+            return await _within(
+                self._open_and_read_first(client, request, reader), limit
+            )
         except (asyncio.TimeoutError, TimeoutError) as exc:
-            raise self._timeout_error("the first token", first_limit) from exc
+            raise self._timeout_error("the first token", limit) from exc
+
+    async def _open_and_read_first(
+        self, client: Any, request: ModelRequest, reader: StreamReader
+    ) -> tuple[tuple[Any, Any], str | None]:
+        stream = await self._open_stream(client, request)
+        events = stream.__aiter__()
+        try:
+            async for event in events:
+                text = reader.feed(event)
+                if text:
+                    return (stream, events), text
+        except BaseException:
+            await _close(stream, events)
+            raise
+        return (stream, events), None
+
+
+async def _close(stream: Any, events: Any) -> None:
+    """Close a stream's event iterator and its HTTP response."""
+    try:
+        await events.aclose()
+    finally:
+        await stream.close()
 
 
 async def _within(call: Awaitable[T], timeout: float | None) -> T:

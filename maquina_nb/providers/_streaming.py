@@ -1,5 +1,7 @@
 """Stream helpers shared by the SDK-backed models.
 
+- :class:`StreamReader` reads one streamed answer's events, one call per event:
+  the text to pass on, then the finished :class:`Completion`;
 - :func:`tolerant_decoder` makes an SDK's server-sent-event decoder skip and
   count a malformed chunk instead of ending the stream (C09);
 - :func:`normalize_finish` maps each provider's finish word to the product's.
@@ -7,6 +9,7 @@
 
 from __future__ import annotations
 
+import abc
 import contextvars
 import functools
 import json
@@ -14,8 +17,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from maquina_nb._redact import get_logger, redact
+from maquina_nb.providers.base import Completion
 
-__all__ = ["TolerantSSEDecoder", "normalize_finish", "tolerant_decoder"]
+__all__ = ["StreamReader", "TolerantSSEDecoder", "normalize_finish", "tolerant_decoder"]
 
 logger = get_logger(__name__)
 
@@ -23,6 +27,23 @@ logger = get_logger(__name__)
 _skipped_chunks: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
     "maquina_skipped_chunks", default=None
 )
+
+
+class StreamReader(abc.ABC):
+    """Read one streamed answer, event by event, without awaiting anything.
+
+    :meth:`maquina_nb.providers._remote.RemoteModel.stream` drives the SDK's
+    stream and hands each event to :meth:`feed`; a plain method call per event
+    costs far less than another async generator between the SDK and the caller.
+    """
+
+    @abc.abstractmethod
+    def feed(self, event: Any) -> str | None:
+        """Take one event (decoded JSON); return the answer text it adds, if any."""
+
+    @abc.abstractmethod
+    def completion(self) -> Completion:
+        """Return the finished answer; raise ``StreamIncompleteError`` if it never finished."""
 
 
 def _parsed(value: Any) -> Any:

@@ -15,15 +15,18 @@ and cache writes) and ``cached_tokens`` the cache reads.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 from maquina_nb._redact import get_logger
 from maquina_nb.providers._errors import StreamIncompleteError, map_anthropic_errors
 from maquina_nb.providers._remote import RemoteModel
 from maquina_nb.providers._sdk_client import as_int, as_json, as_text, client_class
-from maquina_nb.providers._streaming import _skipped_chunks, normalize_finish
-from maquina_nb.providers.base import Completion, ModelRequest, TextDelta
+from maquina_nb.providers._streaming import (
+    StreamReader,
+    _skipped_chunks,
+    normalize_finish,
+)
+from maquina_nb.providers.base import Completion, ModelRequest
 
 __all__ = ["DEFAULT_MAX_TOKENS", "ClaudeModel"]
 
@@ -156,78 +159,91 @@ class ClaudeModel(RemoteModel):
             body,
         )
 
-    async def _stream_once(
-        self, client: Any, request: ModelRequest
-    ) -> AsyncIterator[TextDelta | Completion]:
-        stream = await client.messages.create(**self._kwargs(request), stream=True)
-        parts: list[str] = []
-        tools: dict[int, dict[str, Any]] = {}
-        usage: dict[str, int | None] = {}
-        stop_reason = model_id = None
-        finished = False
-        events = 0
-        async with stream:
-            async for event in stream:
-                events += 1
-                if event.__class__ is not dict:
-                    event = as_json(event)
-                kind = event.get("type")
-                # Text deltas first: nearly every event is one.
-                if kind == "content_block_delta":
-                    delta = event.get("delta")
-                    if delta.__class__ is not dict:
-                        continue
-                    delta_type = delta.get("type")
-                    if delta_type == "text_delta":
-                        text = delta.get("text")
-                        if text and text.__class__ is str:
-                            parts.append(text)
-                            yield TextDelta(text)
-                    elif delta_type == "input_json_delta":
-                        call = tools.get(as_int(event.get("index")) or 0)
-                        if call is not None:
-                            call["arguments"] += as_text(delta.get("partial_json"))
-                elif kind == "message_start":
-                    message = _object(event.get("message"))
-                    model_id = message.get("model")
-                    usage.update(_usage_dict(message.get("usage")))
-                elif kind == "content_block_start":
-                    block = _object(event.get("content_block"))
-                    if block.get("type") == "tool_use":
-                        tools[as_int(event.get("index")) or 0] = {
-                            **_tool_call(block),
-                            "arguments": "",
-                        }
-                elif kind == "message_delta":
-                    stop_reason = (
-                        _object(event.get("delta")).get("stop_reason") or stop_reason
-                    )
-                    for name, value in _usage_dict(event.get("usage")).items():
-                        if value is not None:
-                            usage[name] = value
-                elif kind == "message_stop":
-                    finished = True
+    async def _open_stream(self, client: Any, request: ModelRequest) -> Any:
+        return await client.messages.create(**self._kwargs(request), stream=True)
 
-        if not finished or stop_reason is None:
+    def _stream_reader(self) -> StreamReader:
+        return _EventReader(self)
+
+
+class _EventReader(StreamReader):
+    """Read a Messages stream: text deltas, tool use, stop reason, usage."""
+
+    def __init__(self, model: ClaudeModel) -> None:
+        self.model = model
+        self.parts: list[str] = []
+        self.tools: dict[int, dict[str, Any]] = {}
+        self.usage: dict[str, int | None] = {}
+        self.stop_reason: str | None = None
+        self.model_id: str | None = None
+        self.finished = False
+        self.events = 0
+
+    def feed(self, event: Any) -> str | None:
+        """Take one event; return the text it adds."""
+        self.events += 1
+        if event.__class__ is not dict:
+            event = as_json(event)
+        kind = event.get("type")
+        # Text deltas first: nearly every event is one.
+        if kind == "content_block_delta":
+            delta = event.get("delta")
+            if delta.__class__ is not dict:
+                return None
+            delta_type = delta.get("type")
+            if delta_type == "text_delta":
+                text = delta.get("text")
+                if text and text.__class__ is str:
+                    self.parts.append(text)
+                    return text
+            elif delta_type == "input_json_delta":
+                call = self.tools.get(as_int(event.get("index")) or 0)
+                if call is not None:
+                    call["arguments"] += as_text(delta.get("partial_json"))
+        elif kind == "message_start":
+            message = _object(event.get("message"))
+            self.model_id = message.get("model")
+            self.usage.update(_usage_dict(message.get("usage")))
+        elif kind == "content_block_start":
+            block = _object(event.get("content_block"))
+            if block.get("type") == "tool_use":
+                index = as_int(event.get("index")) or 0
+                self.tools[index] = {**_tool_call(block), "arguments": ""}
+        elif kind == "message_delta":
+            delta = _object(event.get("delta"))
+            self.stop_reason = delta.get("stop_reason") or self.stop_reason
+            for name, value in _usage_dict(event.get("usage")).items():
+                if value is not None:
+                    self.usage[name] = value
+        elif kind == "message_stop":
+            self.finished = True
+        return None
+
+    def completion(self) -> Completion:
+        """Return the answer, or raise if the stream never reached message_stop."""
+        model = self.model
+        if not self.finished or self.stop_reason is None:
             raise StreamIncompleteError(
-                provider=self.provider,
-                model=self.model,
+                provider=model.provider,
+                model=model.model,
                 awaited="message_stop",
-                received=f"{events} events",
+                received=f"{self.events} events",
             )
-        text = "".join(parts)
-        tool_calls = [tools[i] for i in sorted(tools)] or None
+        text = "".join(self.parts)
+        tool_calls = [self.tools[i] for i in sorted(self.tools)] or None
         raw = {
             "type": "message.stream",
-            "model": model_id,
+            "model": self.model_id,
             "text": text,
-            "stop_reason": stop_reason,
+            "stop_reason": self.stop_reason,
             "tool_calls": tool_calls,
-            "usage": usage,
-            "events": events,
+            "usage": self.usage,
+            "events": self.events,
             "skipped_chunks": list(_skipped_chunks.get() or []),
         }
-        yield self._completion(text, stop_reason, tool_calls, usage, model_id, raw)
+        return model._completion(
+            text, self.stop_reason, tool_calls, self.usage, self.model_id, raw
+        )
 
 
 def _object(value: Any) -> dict[str, Any]:

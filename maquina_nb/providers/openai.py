@@ -19,7 +19,6 @@ import ipaddress
 import os
 import re
 import threading
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -27,8 +26,12 @@ from maquina_nb._redact import get_logger
 from maquina_nb.providers._errors import StreamIncompleteError, map_openai_errors
 from maquina_nb.providers._remote import RemoteModel
 from maquina_nb.providers._sdk_client import as_int, as_json, as_text, client_class
-from maquina_nb.providers._streaming import _skipped_chunks, normalize_finish
-from maquina_nb.providers.base import Completion, ModelRequest, TextDelta
+from maquina_nb.providers._streaming import (
+    StreamReader,
+    _skipped_chunks,
+    normalize_finish,
+)
+from maquina_nb.providers.base import Completion, ModelRequest
 
 __all__ = ["OllamaModel", "OpenAICompatibleModel", "OpenAIModel"]
 
@@ -191,59 +194,70 @@ class OpenAIModel(RemoteModel):
             )
             return await client.chat.completions.create(**kwargs, stream=True)
 
-    async def _stream_once(
-        self, client: Any, request: ModelRequest
-    ) -> AsyncIterator[TextDelta | Completion]:
-        stream = await self._open_stream(client, request)
-        parts: list[str] = []
-        calls: dict[int, dict[str, Any]] = {}
-        finish_raw = model_id = usage = None
-        chunks = 0
-        async with stream:
-            async for chunk in stream:
-                chunks += 1
-                if chunk.__class__ is not dict:
-                    chunk = as_json(chunk)
-                model_id = chunk.get("model") or model_id
-                usage = chunk.get("usage") or usage
-                # Filter-metadata and usage chunks carry no choices (C09).
-                for choice in chunk.get("choices") or ():
-                    if not isinstance(choice, dict) or choice.get("index") not in (
-                        0,
-                        None,
-                    ):
-                        continue
-                    delta = choice.get("delta")
-                    if delta.__class__ is dict:
-                        content = delta.get("content")
-                        if content and content.__class__ is str:
-                            parts.append(content)
-                            yield TextDelta(content)
-                        if delta.get("tool_calls"):
-                            _merge_tool_deltas(calls, delta["tool_calls"])
-                    if choice.get("finish_reason"):
-                        finish_raw = choice["finish_reason"]
+    def _stream_reader(self) -> StreamReader:
+        return _ChunkReader(self)
 
-        if finish_raw is None:
+
+class _ChunkReader(StreamReader):
+    """Read a Chat Completions stream: choice 0's text, tool calls, finish, usage."""
+
+    def __init__(self, model: OpenAIModel) -> None:
+        self.model = model
+        self.parts: list[str] = []
+        self.calls: dict[int, dict[str, Any]] = {}
+        self.finish_raw: str | None = None
+        self.model_id: str | None = None
+        self.usage: Any = None
+        self.chunks = 0
+
+    def feed(self, event: Any) -> str | None:
+        """Take one chunk; return choice 0's new text."""
+        self.chunks += 1
+        chunk = event if event.__class__ is dict else as_json(event)
+        self.model_id = chunk.get("model") or self.model_id
+        self.usage = chunk.get("usage") or self.usage
+        text = None
+        # Filter-metadata and usage chunks carry no choices (C09).
+        for choice in chunk.get("choices") or ():
+            if choice.__class__ is not dict or choice.get("index") not in (0, None):
+                continue
+            delta = choice.get("delta")
+            if delta.__class__ is dict:
+                content = delta.get("content")
+                if content and content.__class__ is str:
+                    self.parts.append(content)
+                    text = content if text is None else text + content
+                if delta.get("tool_calls"):
+                    _merge_tool_deltas(self.calls, delta["tool_calls"])
+            if choice.get("finish_reason"):
+                self.finish_raw = choice["finish_reason"]
+        return text
+
+    def completion(self) -> Completion:
+        """Return the answer, or raise if the stream never gave a finish reason."""
+        model = self.model
+        if self.finish_raw is None:
             raise StreamIncompleteError(
-                provider=self.provider,
-                model=self.model,
+                provider=model.provider,
+                model=model.model,
                 awaited="a finish reason",
-                received=f"{chunks} chunks",
+                received=f"{self.chunks} chunks",
             )
-        text = "".join(parts)
-        tool_calls = [calls[i] for i in sorted(calls)] or None
+        text = "".join(self.parts)
+        tool_calls = [self.calls[i] for i in sorted(self.calls)] or None
         raw = {
             "object": "chat.completion.stream",
-            "model": model_id,
+            "model": self.model_id,
             "text": text,
-            "finish_reason": finish_raw,
+            "finish_reason": self.finish_raw,
             "tool_calls": tool_calls,
-            "usage": usage,
-            "chunks": chunks,
+            "usage": self.usage,
+            "chunks": self.chunks,
             "skipped_chunks": list(_skipped_chunks.get() or []),
         }
-        yield self._completion(text, finish_raw, tool_calls, usage, model_id, raw)
+        return model._completion(
+            text, self.finish_raw, tool_calls, self.usage, self.model_id, raw
+        )
 
 
 def _as_list(value: Any) -> list[Any]:

@@ -103,6 +103,30 @@ async def test_first_token_timeout_is_not_retried(fake: FakeLLMServer) -> None:
     assert len(fake.requests) == 1
 
 
+@pytest.mark.parametrize("spec", ["openai:gpt-4o", "anthropic:claude-haiku-4-5"])
+async def test_first_token_bound_covers_events_before_the_first_text(
+    fake: FakeLLMServer, spec: str
+) -> None:
+    # Headers, the role chunk or message_start come at once; the text does not.
+    fake.default_reply = Reply(chunks=["late", "text"], chunk_delay=1.0, pings=0)
+    base_url = (
+        fake.openai_base_url if spec.startswith("openai") else fake.anthropic_base_url
+    )
+    model = resolve_model(spec, base_url=base_url, api_key=KEY, first_token_timeout=0.2)
+
+    with pytest.raises(ProviderTimeoutError, match=r"0\.2s for the first token"):
+        async for _ in model.stream(ask()):
+            pass
+
+    assert len(fake.requests) == 1
+    for _ in range(100):  # the response was closed, so the fake sees the hang-up
+        if fake.open_connections == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert fake.open_connections == 0
+    await model.aclose()
+
+
 async def test_total_timeout_for_a_plain_call(fake: FakeLLMServer) -> None:
     fake.default_reply = Reply(latency=1.0)
     model = resolve_model(
