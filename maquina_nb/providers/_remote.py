@@ -130,6 +130,15 @@ class RemoteModel(BaseAIModel):
             trusted = self.default_base_url
         return (trusted or "").rstrip("/") == self._spec_base_url.strip().rstrip("/")
 
+    def _env_identity_allowed(self) -> bool:
+        """Tell whether the SDK may send what it reads from the environment.
+
+        Besides the key, the SDKs read organization and project ids and extra
+        headers from the environment; they go only where the environment's
+        key would go.
+        """
+        return self.key_env is not None and self._env_key_allowed()
+
     def _find_key(self) -> tuple[str | None, str | None]:
         return find_key(
             api_key=self.settings.api_key,

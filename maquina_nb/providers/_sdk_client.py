@@ -13,16 +13,23 @@ client class with two changes:
 
 Everything else (requests, authentication, error translation, in-stream error
 events, timeouts) stays the SDK's own.
+
+:func:`withhold_environment` strips what an SDK client took from the environment
+besides the key (organization and project ids, an admin key, extra headers such
+as ``OPENAI_CUSTOM_HEADERS``) from a client whose model may not send the
+environment's key either: one whose base URL came from a spec string, or a
+model on another vendor's server.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from maquina_nb._redact import get_logger
 from maquina_nb.providers._streaming import tolerant_decoder
 
-__all__ = ["as_int", "as_json", "as_text", "client_class"]
+__all__ = ["as_int", "as_json", "as_text", "client_class", "withhold_environment"]
 
 logger = get_logger(__name__)
 
@@ -99,3 +106,34 @@ def as_text(value: Any) -> str:
             if isinstance(part, dict) and isinstance(part.get("text"), str)
         )
     return ""
+
+
+def withhold_environment(
+    client: Any, *, attributes: tuple[str, ...], headers_env: str
+) -> None:
+    """Drop the environment's identity and extra headers from ``client``.
+
+    Args:
+        client: A client just built by the SDK.
+        attributes: Client attributes the SDK fills from the environment
+            (``organization``, ``project`` …); each is set to ``None``, which
+            the SDKs read as "send no such header".
+        headers_env: The variable the SDK reads extra headers from
+            (``"Name: value"`` lines); those headers are removed again.
+    """
+    for name in attributes:
+        if getattr(client, name, None) is not None:
+            setattr(client, name, None)
+
+    lines = os.environ.get(headers_env, "")
+    from_env = {
+        line.split(":", 1)[0].strip().lower()
+        for line in lines.split("\n")
+        if ":" in line
+    }
+    headers = getattr(client, "_custom_headers", None)
+    if not from_env or not isinstance(headers, dict):
+        return
+    for name in [name for name in headers if name.lower() in from_env]:
+        del headers[name]
+    logger.debug("withheld %d header(s) from %s", len(from_env), headers_env)

@@ -20,7 +20,13 @@ from typing import Any
 from maquina_nb._redact import get_logger
 from maquina_nb.providers._errors import StreamIncompleteError, map_anthropic_errors
 from maquina_nb.providers._remote import RemoteModel
-from maquina_nb.providers._sdk_client import as_int, as_json, as_text, client_class
+from maquina_nb.providers._sdk_client import (
+    as_int,
+    as_json,
+    as_text,
+    client_class,
+    withhold_environment,
+)
 from maquina_nb.providers._streaming import (
     StreamReader,
     _skipped_chunks,
@@ -51,13 +57,18 @@ class ClaudeModel(RemoteModel):
     default_base_url = "https://api.anthropic.com"
 
     def _make_client(self, api_key: str | None) -> Any:
-        return _client_class()(
+        client = _client_class()(
             api_key=api_key,
             base_url=self.base_url,
             timeout=self._timeout(),
             # Retries are ours: a 429 must pause the model's whole queue (retry.py).
             max_retries=0,
         )
+        if not self._env_identity_allowed():
+            withhold_environment(
+                client, attributes=(), headers_env="ANTHROPIC_CUSTOM_HEADERS"
+            )
+        return client
 
     def _map_errors(self) -> Any:
         return map_anthropic_errors(
@@ -99,7 +110,9 @@ class ClaudeModel(RemoteModel):
     async def check_live(self) -> None:
         """List models once, without retries."""
         with self._map_errors():
-            await self._client().with_options(max_retries=0, timeout=15).models.list()
+            # Per-call options, not with_options(): a copied client would read the
+            # environment again (withhold_environment). Retries are off already.
+            await self._client().models.list(timeout=15)
 
     def _completion(
         self,

@@ -25,7 +25,13 @@ from urllib.parse import urlsplit
 from maquina_nb._redact import get_logger
 from maquina_nb.providers._errors import StreamIncompleteError, map_openai_errors
 from maquina_nb.providers._remote import RemoteModel
-from maquina_nb.providers._sdk_client import as_int, as_json, as_text, client_class
+from maquina_nb.providers._sdk_client import (
+    as_int,
+    as_json,
+    as_text,
+    client_class,
+    withhold_environment,
+)
 from maquina_nb.providers._streaming import (
     StreamReader,
     _skipped_chunks,
@@ -74,13 +80,20 @@ class OpenAIModel(RemoteModel):
     request_stream_usage = True
 
     def _make_client(self, api_key: str | None) -> Any:
-        return _client_class()(
+        client = _client_class()(
             api_key=api_key or self._placeholder_key(),
             base_url=self.base_url,
             timeout=self._timeout(),
             # Retries are ours: a 429 must pause the model's whole queue (retry.py).
             max_retries=0,
         )
+        if not self._env_identity_allowed():
+            withhold_environment(
+                client,
+                attributes=("organization", "project", "admin_api_key"),
+                headers_env="OPENAI_CUSTOM_HEADERS",
+            )
+        return client
 
     def _placeholder_key(self) -> str:
         # The SDK refuses to start without a key; local servers ignore it.
@@ -124,7 +137,9 @@ class OpenAIModel(RemoteModel):
     async def check_live(self) -> None:
         """List models once, without retries."""
         with self._map_errors():
-            await self._client().with_options(max_retries=0, timeout=15).models.list()
+            # Per-call options, not with_options(): a copied client would read the
+            # environment again (withhold_environment). Retries are off already.
+            await self._client().models.list(timeout=15)
 
     async def _generate_once(self, client: Any, request: ModelRequest) -> Completion:
         body = as_json(await client.chat.completions.create(**self._kwargs(request)))

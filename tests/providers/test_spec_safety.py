@@ -109,3 +109,64 @@ def test_a_run_says_why_a_spec_base_url_has_no_key(
 
     assert "does not get the key in OPENAI_API_KEY" in str(caught.value)
     assert fake.requests == []
+
+
+IDENTITY_ENV = {
+    "OPENAI_ORG_ID": "org-ENVORG",
+    "OPENAI_PROJECT_ID": "proj_ENVPROJECT",
+    "OPENAI_CUSTOM_HEADERS": "X-Gateway-Token: ENVGATEWAY\nX-Team: research",
+    "ANTHROPIC_CUSTOM_HEADERS": "X-Gateway-Token: ENVGATEWAY",
+}
+
+
+def _sent_identity(fake: FakeLLMServer) -> str:
+    return repr(sorted(fake.requests[0].headers.items()))
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+async def test_a_spec_base_url_gets_no_identity_from_the_environment(
+    fake: FakeLLMServer, provider: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in IDENTITY_ENV.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("LOCAL_SERVER_KEY", "local-key-123456")
+    model = resolve_model(
+        f"{SPECS[provider]}?base_url={_url(fake, provider)}", key_env="LOCAL_SERVER_KEY"
+    )
+
+    await model.generate(ask())
+    await model.check_live()
+
+    assert len(fake.requests) == 2
+    for request in fake.requests:
+        sent = repr(sorted(request.headers.items()))
+        assert "ENV" not in sent
+        assert "x-team" not in sent
+    await model.aclose()
+
+
+@pytest.mark.parametrize("spec", ["ollama:llama3.1", "openai-compatible:local"])
+async def test_a_local_server_gets_no_openai_identity(
+    fake: FakeLLMServer, spec: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in IDENTITY_ENV.items():
+        monkeypatch.setenv(name, value)
+
+    await resolve_model(spec, base_url=fake.openai_base_url).generate(ask())
+
+    assert "ENV" not in _sent_identity(fake)
+
+
+async def test_the_environment_base_url_keeps_the_environment_identity(
+    fake: FakeLLMServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in IDENTITY_ENV.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("OPENAI_BASE_URL", fake.openai_base_url)
+
+    await resolve_model("openai:gpt-4o").generate(ask())
+
+    headers = fake.requests[0].headers
+    assert headers["openai-organization"] == "org-ENVORG"
+    assert headers["openai-project"] == "proj_ENVPROJECT"
+    assert headers["x-gateway-token"] == "ENVGATEWAY"
