@@ -90,9 +90,20 @@ function fillPrompt(node, item) {
   return node;
 }
 
-function money(value) {
+// Dollars as maquina_nb/_money.py writes them: cents from a dollar up, three
+// significant digits below ($0.00002 stays visible), scientific below a billionth.
+export function money(value) {
   if (value === null || value === undefined) return "–";
-  return `$${Number(value).toFixed(value >= 1 ? 2 : 4)}`;
+  const amount = Number(value);
+  if (!Number.isFinite(amount)) return `$${amount}`;
+  const sign = amount < 0 ? "-" : "";
+  const magnitude = Math.abs(amount);
+  if (magnitude === 0) return "$0.00";
+  if (magnitude < 1e-9) return `${sign}$${magnitude.toExponential(2)}`;
+  const decimals = Math.max(2, 2 - Math.floor(Math.log10(magnitude)));
+  const [whole, fraction = ""] = magnitude.toFixed(decimals).split(".");
+  const grouped = whole.replace(/\B(?=(\d{3})+(?!\d))/g, ",");
+  return `${sign}$${grouped}.${fraction.replace(/0+$/, "").padEnd(2, "0")}`;
 }
 
 function duration(seconds) {
