@@ -113,28 +113,34 @@ async def compare(port: int) -> dict[str, float]:
             model="gpt-4o", messages=messages, max_tokens=64
         )
 
-    async def bare_openai_stream() -> None:
-        stream = await bare_openai.chat.completions.create(
-            model="gpt-4o",
-            messages=messages,
-            max_tokens=64,
-            stream=True,
-            stream_options={"include_usage": True},
-        )
-        async for _ in stream:
-            pass
+    def openai_stream(client: Any) -> Callable[[], Awaitable[None]]:
+        async def call() -> None:
+            stream = await client.chat.completions.create(
+                model="gpt-4o",
+                messages=messages,
+                max_tokens=64,
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+            async for _ in stream:
+                pass
+
+        return call
+
+    def claude_stream(client: Any) -> Callable[[], Awaitable[None]]:
+        async def call() -> None:
+            stream = await client.messages.create(
+                model="claude-sonnet-4-5", messages=messages, max_tokens=64, stream=True
+            )
+            async for _ in stream:
+                pass
+
+        return call
 
     async def bare_claude_plain() -> None:
         await bare_claude.messages.create(
             model="claude-sonnet-4-5", messages=messages, max_tokens=64
         )
-
-    async def bare_claude_stream() -> None:
-        stream = await bare_claude.messages.create(
-            model="claude-sonnet-4-5", messages=messages, max_tokens=64, stream=True
-        )
-        async for _ in stream:
-            pass
 
     async def drain(model: Any) -> None:
         # Read to the end, as the bare side does (the completion is the last item).
@@ -157,32 +163,14 @@ async def compare(port: int) -> dict[str, float]:
         base_url=base, api_key="sk-ant-bench-key", max_retries=0
     )
 
-    async def same_client_openai_stream() -> None:
-        stream = await lean_openai.chat.completions.create(
-            model="gpt-4o",
-            messages=messages,
-            max_tokens=64,
-            stream=True,
-            stream_options={"include_usage": True},
-        )
-        async for _ in stream:
-            pass
-
-    async def same_client_claude_stream() -> None:
-        stream = await lean_claude.messages.create(
-            model="claude-sonnet-4-5", messages=messages, max_tokens=64, stream=True
-        )
-        async for _ in stream:
-            pass
-
     pairs = {
         "openai plain": (bare_openai_plain, lambda: gpt.generate(request)),
-        "openai stream": (bare_openai_stream, lambda: drain(gpt)),
+        "openai stream": (openai_stream(bare_openai), lambda: drain(gpt)),
         "anthropic plain": (bare_claude_plain, lambda: claude.generate(request)),
-        "anthropic stream": (bare_claude_stream, lambda: drain(claude)),
-        "openai stream, same client": (same_client_openai_stream, lambda: drain(gpt)),
+        "anthropic stream": (claude_stream(bare_claude), lambda: drain(claude)),
+        "openai stream, same client": (openai_stream(lean_openai), lambda: drain(gpt)),
         "anthropic stream, same client": (
-            same_client_claude_stream,
+            claude_stream(lean_claude),
             lambda: drain(claude),
         ),
     }
