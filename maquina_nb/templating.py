@@ -585,7 +585,9 @@ def build_items(
             where += f" (index label {to_json_value(label)!r})"
         messages, sequential, meta = _render_unit(unit, row_context, where)
         extra = tuple(
-            render(source, row_context, where=f" in the system prompt{where}")
+            clean_text(
+                render(source, row_context, where=f" in the system prompt{where}")
+            )
             for source in extra_sources
         )
         items.append(

@@ -360,3 +360,15 @@ def test_a_render_that_runs_too_long_is_stopped(
 
     with pytest.raises(TemplateError, match="seconds"):
         render(body, {})
+
+
+def test_system_prompt_over_rows_replaces_lone_surrogates() -> None:
+    # As without over=: text UTF-8 cannot encode never reaches a model.
+    lone = "x" + chr(0xD800)
+    rows = [{"q": "a", "s": lone}]
+
+    (item,) = build_items("{{ q }}", over=rows, extra_sources=["{{ s }}"])
+    (plain,) = build_items("{{ q }}", namespace=rows[0], extra_sources=["{{ s }}"])
+
+    assert item.extra == ("x\ufffd",)
+    assert plain.extra == item.extra
