@@ -677,7 +677,12 @@ def _rows_of(over: Any) -> tuple[list[Any], list[str], list[Mapping[str, Any]]]:
         if not isinstance(row, Mapping):
             raise TemplateError(f"Row {position} of over= is {row!r}, not a mapping.")
         for key in row:
+            if not isinstance(key, str):
+                raise TemplateError(
+                    f"Row {position} of over= has the non-string key {key!r}; "
+                    "rename it so templates can refer to it."
+                )
             if key not in columns:
-                columns.append(str(key))
+                columns.append(key)
     filled: list[Mapping[str, Any]] = [{c: row.get(c) for c in columns} for row in rows]
     return list(range(len(rows))), columns, filled

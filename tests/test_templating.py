@@ -372,3 +372,9 @@ def test_system_prompt_over_rows_replaces_lone_surrogates() -> None:
 
     assert item.extra == ("x\ufffd",)
     assert plain.extra == item.extra
+
+
+def test_over_rows_with_a_non_string_key_are_refused() -> None:
+    # As for a DataFrame's column names: the value would otherwise be lost.
+    with pytest.raises(TemplateError, match=re.escape("non-string key 1")):
+        build_items('{{ row["1"] }}', over=[{"q": "a"}, {1: "b"}])
