@@ -2,13 +2,20 @@ from __future__ import annotations
 
 import math
 import re
+from decimal import Decimal
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from maquina_nb.errors import TemplateError
-from maquina_nb.templating import TemplateItem, build_items, find_variables, render
+from maquina_nb.templating import (
+    TemplateItem,
+    build_items,
+    find_variables,
+    render,
+    to_json_value,
+)
 
 
 def _user(text: str) -> tuple[dict[str, str], ...]:
@@ -378,3 +385,9 @@ def test_over_rows_with_a_non_string_key_are_refused() -> None:
     # As for a DataFrame's column names: the value would otherwise be lost.
     with pytest.raises(TemplateError, match=re.escape("non-string key 1")):
         build_items('{{ row["1"] }}', over=[{"q": "a"}, {1: "b"}])
+
+
+def test_non_finite_decimals_are_recorded_as_null() -> None:
+    assert to_json_value(Decimal("Infinity")) is None
+    assert to_json_value(Decimal("-Infinity")) is None
+    assert to_json_value(Decimal("2.5")) == 2.5
