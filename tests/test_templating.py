@@ -357,9 +357,9 @@ def test_sandbox_bounds_stop_huge_intermediate_values(body: str) -> None:
 def test_a_render_that_runs_too_long_is_stopped(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from maquina_nb import _template_bounds
+    from maquina_nb.templating import _bounds
 
-    monkeypatch.setattr(_template_bounds, "MAX_RENDER_SECONDS", 0.01)
+    monkeypatch.setattr(_bounds, "MAX_RENDER_SECONDS", 0.01)
     body = (
         "{% for i in range(500) %}{% for j in range(500) %}"
         "{% set s = 'x' * 1000 %}{% endfor %}{% endfor %}"

@@ -7,7 +7,8 @@ size of what ``*``, ``+`` and ``~`` build, integer ``**``, widths in format
 strings and the ``center``/``indent`` filters, the time one render may take
 (checked as loops over ``range()`` and operators run), and the length of the
 rendered text. A bound that is hit raises :class:`LimitError`, which
-templating turns into a :class:`~maquina_nb.errors.TemplateError`.
+:func:`~maquina_nb.templating.sandbox.render` turns into a
+:class:`~maquina_nb.errors.TemplateError`.
 """
 
 from __future__ import annotations
