@@ -133,6 +133,27 @@ def _error_type(body: object) -> str | None:
     return None
 
 
+def _error_detail(body: object, kind: str | None) -> str | None:
+    """Return "type: message" from a provider's error body, when it has one."""
+    inner = body.get("error", body) if isinstance(body, dict) else None
+    message = inner.get("message") if isinstance(inner, dict) else None
+    if not isinstance(message, str) or not message.strip():
+        return None
+    text = redact(" ".join(message.split()))[:300].rstrip(".")
+    return f"{kind}: {text}" if kind else text
+
+
+def _advice(status: int) -> str:
+    """Say what to do about an HTTP error status."""
+    if status == 404:
+        return "check the model name and the base URL"
+    if status in (400, 413, 422):
+        return "check the request's parameters, prompt length and model name"
+    if status >= 500:
+        return "the provider failed on its side; try again later"
+    return "check the model's settings"
+
+
 def _should_retry_header(exc: Any) -> bool | None:
     response = getattr(exc, "response", None)
     value = (
@@ -230,10 +251,11 @@ def _translate_status(
         )
         return _mark(error, retryable=hint is not False)
     transient = status >= 500 or status in (408, 409) or kind in _TRANSIENT_STREAM_TYPES
+    detail = _error_detail(exc.body, kind) or body[:300] or "no body"
     if status == 200:
         message = f"The {where} sent an error inside its stream ({kind or 'unknown'})."
     else:
-        message = f"The {where} answered HTTP {status}: {body[:300] or 'no body'}."
+        message = f"The {where} answered HTTP {status} ({detail}); {_advice(status)}."
     error = ProviderResponseError(
         message, provider=provider, model=model, status_code=status, body=body
     )

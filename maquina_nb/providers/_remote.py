@@ -376,6 +376,9 @@ class RemoteModel(BaseAIModel):
                     model=self.model,
                     retry_after=retry_after,
                 ) from exc
+            if attempt > 1:
+                # Say that the error held through every retry, not only once.
+                exc.args = (f"{str(exc).rstrip('.')} (failed {attempt} times).",)
             raise exc
         logger.debug(
             "%s: attempt %d failed (%s), retrying in %.2fs",

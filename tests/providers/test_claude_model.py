@@ -341,3 +341,30 @@ async def test_odd_but_valid_message_body_reads_what_it_can(
 
     assert (completion.text, completion.finish_reason) == ("ok", "stop")
     assert completion.input_tokens is None
+
+
+async def test_a_server_error_says_what_failed_and_how_often(
+    fake: FakeLLMServer,
+) -> None:
+    fake.default_reply = Reply.server_error(500)
+
+    with pytest.raises(ProviderResponseError) as caught:
+        await claude(fake, max_attempts=2, initial_backoff=0.01).generate(ask())
+
+    message = str(caught.value)
+    assert "HTTP 500 (api_error: Fake error with status 500)" in message
+    assert "try again later" in message
+    assert message.endswith("(failed 2 times).")
+    assert "{" not in message
+
+
+async def test_an_unknown_model_is_named_as_such(fake: FakeLLMServer) -> None:
+    fake.enqueue(
+        Reply(status=404, error_type="not_found_error"),
+    )
+
+    with pytest.raises(ProviderResponseError, match="check the model name") as caught:
+        await claude(fake).generate(ask())
+
+    assert "failed" not in str(caught.value)
+    assert len(fake.requests) == 1
