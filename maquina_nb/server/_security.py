@@ -224,9 +224,23 @@ _HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"referrer-policy", b"no-referrer"),
 )
 
+#: The docs page may load only from this server, so no future Swagger UI asset
+#: can make a visitor's browser contact another host. Swagger UI's start-up
+#: script and its style attributes are inline; its icons are data: URLs.
+_DOCS_POLICY = (
+    b"content-security-policy",
+    b"default-src 'self'; script-src 'self' 'unsafe-inline'; "
+    b"style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    b"connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
+    b"form-action 'self'",
+)
+
 
 class SecurityHeadersMiddleware:
     """Add no-sniff, no-frame and no-referrer headers; ``no-store`` on the API.
+
+    The docs page also gets a content security policy that allows this server
+    alone.
 
     Plain ASGI rather than ``@app.middleware("http")``, whose per-request task
     and stream machinery costs more than most of these routes do.
@@ -240,8 +254,11 @@ class SecurityHeadersMiddleware:
             await self.app(scope, receive, send)
             return
         extra = list(_HEADERS)
-        if str(scope.get("path", "")).startswith("/api/"):
+        path = str(scope.get("path", ""))
+        if path.startswith("/api/"):
             extra.append((b"cache-control", b"no-store"))
+        elif path.startswith("/docs"):
+            extra.append(_DOCS_POLICY)
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -17,6 +17,7 @@ from typing import Any
 from fastapi import FastAPI, Request, WebSocket, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi_offline import FastAPIOffline
 
 from maquina_nb import __version__
 from maquina_nb._redact import get_logger, register_secret
@@ -164,11 +165,17 @@ def create_app(
         # "cancelled"); waiting for them happens off the loop.
         await asyncio.to_thread(launcher.cancel_all)
 
-    app = FastAPI(
+    # /docs with its script, style and favicon served from the package
+    # (FastAPI's own page loads them from CDNs: blank offline, and each visit
+    # would tell outside hosts about it), without the online validator badge.
+    # No /redoc: its page fetches a logo from its maker's CDN.
+    app = FastAPIOffline(
+        redoc_url=None,
         title="maquina_nb",
         version=__version__,
         description=_DESCRIPTION,
         lifespan=lifespan,
+        swagger_ui_parameters={"validatorUrl": None},
     )
     app.state.maquina = ServerState(
         repository=repository,
