@@ -12,7 +12,9 @@ This module imports neither FastAPI nor uvicorn until the command runs, so the
 from __future__ import annotations
 
 import argparse
+import errno
 import os
+import socket
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +24,7 @@ from maquina_nb.errors import ConfigurationError
 
 __all__ = [
     "add_serve_parser",
+    "bind_listener",
     "check_bind",
     "resolve_token",
     "run_serve",
@@ -95,6 +98,47 @@ def startup_line(db_url: str | URL, host: str, port: int, token: str | None) -> 
     )
 
 
+def bind_listener(host: str, port: int) -> socket.socket:
+    """Bind the server's socket before anything says it is serving.
+
+    Uvicorn binds only once it runs, after the start-up line, and then fails
+    with its own errno text; binding here first lets the command end with one
+    sentence instead, and without having opened the database.
+
+    Raises:
+        ConfigurationError: the port is taken, or the address cannot be used.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    # As uvicorn does: a restart may reuse a port whose old connections linger.
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((host.strip("[]"), port))
+    except OSError as exc:
+        listener.close()
+        raise ConfigurationError(_bind_failure(host, port, exc)) from None
+    return listener
+
+
+def _bind_failure(host: str, port: int, exc: OSError) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        return f"Port {port} on {host} is already in use; pick another with --port."
+    if exc.errno == errno.EACCES:
+        return (
+            f"Listening on port {port} needs privileges this user lacks; "
+            "pick a port above 1023 with --port."
+        )
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return (
+            f"{host} is not an address of this machine; pick one of its own "
+            "addresses with --host (127.0.0.1 by default)."
+        )
+    return (
+        f"Could not listen on {host} port {port} ({exc.strerror or exc}); "
+        "check --host and --port."
+    )
+
+
 def _log_config(level: str) -> dict[str, Any]:
     """Uvicorn's logging setup, plus maquina_nb's loggers on its console handler."""
     import copy
@@ -124,7 +168,7 @@ def serve(
     """Build the app and serve it until interrupted.
 
     Raises:
-        ConfigurationError: see :func:`check_bind`.
+        ConfigurationError: see :func:`check_bind` and :func:`bind_listener`.
     """
     import uvicorn
 
@@ -146,32 +190,42 @@ def serve(
     elif allowed_hosts is None:
         allowed_hosts = ["*"]
 
-    app = create_app(
-        db_url=db_url,
-        token=token,
-        allowed_hosts=allowed_hosts,
-        max_body_bytes=max_body_bytes or DEFAULT_MAX_BODY_BYTES,
-        allow_start_runs=allow_start_runs,
-    )
-    config = uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        log_level=log_level,
-        # With maquina_nb's own loggers, or the startup line below (and any
-        # warning) would reach no handler and never show.
-        log_config=_log_config(log_level),
-        proxy_headers=False,
-        server_header=False,
-        # Longer than uvicorn's 5 s, so that a busy client reusing a connection
-        # does not race the server closing it (dashboards poll every few seconds).
-        timeout_keep_alive=30,
-        # Clients never need to send more than a close frame on the event stream.
-        ws_max_size=65_536,
-    )
-    # After uvicorn.Config, which sets logging up.
-    logger.info("%s", startup_line(app.state.maquina.engine.url, host, port, token))
-    uvicorn.Server(config).run()
+    listener = bind_listener(host, port)
+    try:
+        app = create_app(
+            db_url=db_url,
+            token=token,
+            allowed_hosts=allowed_hosts,
+            max_body_bytes=max_body_bytes or DEFAULT_MAX_BODY_BYTES,
+            allow_start_runs=allow_start_runs,
+        )
+        config = uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_level=log_level,
+            # With maquina_nb's own loggers, or the startup line below (and any
+            # warning) would reach no handler and never show.
+            log_config=_log_config(log_level),
+            proxy_headers=False,
+            server_header=False,
+            # Longer than uvicorn's 5 s, so that a busy client reusing a
+            # connection does not race the server closing it (dashboards poll
+            # every few seconds).
+            timeout_keep_alive=30,
+            # Clients never need to send more than a close frame on the event
+            # stream.
+            ws_max_size=65_536,
+        )
+        # After uvicorn.Config, which sets logging up; the port is the bound
+        # one (--port 0 picks a free one).
+        bound_port = int(listener.getsockname()[1])
+        logger.info(
+            "%s", startup_line(app.state.maquina.engine.url, host, bound_port, token)
+        )
+        uvicorn.Server(config).run(sockets=[listener])
+    finally:
+        listener.close()
 
 
 def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:

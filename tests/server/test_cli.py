@@ -144,6 +144,81 @@ def test_maquina_nb_serve_starts_a_real_server(tmp_path: Path) -> None:
     assert docs.status_code == 200
 
 
+def test_serve_on_a_port_in_use_says_so_in_one_sentence(tmp_path: Path) -> None:
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    database = tmp_path / "never-opened.db"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = int(taken.getsockname()[1])
+        finished = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "maquina_nb.cli",
+                "serve",
+                "--db",
+                f"sqlite:///{database}",
+                "--port",
+                str(port),
+            ],
+            env={**os.environ, "MAQUINA_NB_PROGRESS": "0"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    lines = finished.stderr.strip().splitlines()
+    assert finished.returncode == 2
+    assert finished.stdout == ""
+    assert lines == [
+        f"maquina-nb serve: Port {port} on 127.0.0.1 is already in use; "
+        "pick another with --port."
+    ], finished.stderr
+    assert not database.exists()
+
+
+def test_an_address_of_another_machine_is_refused_in_one_sentence() -> None:
+    from maquina_nb.server.cli import bind_listener
+
+    # 192.0.2.0/24 is reserved for documentation: never an address of this host.
+    with pytest.raises(ConfigurationError) as raised:
+        bind_listener("192.0.2.1", 0)
+
+    assert str(raised.value) == (
+        "192.0.2.1 is not an address of this machine; pick one of its own "
+        "addresses with --host (127.0.0.1 by default)."
+    )
+
+
+def test_serve_reports_the_port_it_really_listens_on(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import uvicorn
+
+    from maquina_nb.server import cli
+
+    bound: list[int] = []
+
+    def run(self: uvicorn.Server, sockets: list[object] | None = None) -> None:
+        assert sockets is not None
+        bound.append(sockets[0].getsockname()[1])  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(uvicorn.Server, "run", run)
+    # Leave the process's logging as it is (uvicorn's set-up would take it over).
+    monkeypatch.setattr(cli, "_log_config", lambda level: None)
+    with caplog.at_level("INFO", logger="maquina_nb.server.cli"):
+        cli.serve(db_url="sqlite://", port=0)
+
+    assert bound
+    assert bound[0] != 0
+    assert f"on http://127.0.0.1:{bound[0]} (token off)" in caplog.text
+
+
 def test_the_command_line_does_not_import_the_server_extra() -> None:
     import subprocess
     import sys

@@ -96,13 +96,16 @@ def test_startup_line_names_the_database_and_address(
         def __init__(self, config: Any) -> None:
             pass
 
-        def run(self) -> None:
+        def run(self, sockets: list[Any] | None = None) -> None:
             seen["ran"] = True
+            seen["sockets"] = sockets
 
     monkeypatch.setattr(uvicorn, "Config", FakeConfig)
     monkeypatch.setattr(uvicorn, "Server", FakeServer)
-    cli.serve(db_url=f"sqlite:///{tmp_path / 'served.db'}", port=8799)
+    cli.serve(db_url=f"sqlite:///{tmp_path / 'served.db'}", port=0)
     assert seen["ran"] is True
+    # uvicorn serves on the socket serve() bound itself.
+    assert len(seen["sockets"]) == 1
     loggers = seen["log_config"]["loggers"]
     assert loggers["maquina_nb"]["handlers"] == ["default"]
     assert loggers["maquina_nb"]["propagate"] is False
