@@ -104,15 +104,49 @@ def _check_models(specs: list[str]) -> None:
             )
 
 
-def api_message(exc: BaseException) -> str:
-    """Return the error's sentence, its advice fitted to an API client."""
-    from maquina_nb.errors import UnknownModelError
+def api_message(exc: BaseException, body: RunStartIn | None = None) -> str:
+    """Return the error's sentence, its advice fitted to an API client.
+
+    Args:
+        exc: the error.
+        body: the request that caused it, when there is one.
+    """
+    from maquina_nb.errors import TemplateError, UnknownModelError
 
     if isinstance(exc, UnknownModelError):
         # The notebook's advice (%maquina models) means nothing to an API client.
         listing = "pick one that GET /api/models lists"
         return str(UnknownModelError(exc.spec, exc.suggestions, listing=listing))
+    if isinstance(exc, TemplateError) and exc.variable and body is not None:
+        # The notebook's advice (df.assign, defining a Python name) does not
+        # apply either: an API request's variables are the keys of its rows.
+        return _undefined_variable_message(exc.variable, body.over)
     return str(exc)
+
+
+def _undefined_variable_message(
+    variable: str, over: list[dict[str, Any]] | None
+) -> str:
+    braces = "or write literal braces as {{ '{{' }}."
+    if over is None:
+        return (
+            f"The prompt template uses the variable {variable!r}, but the request "
+            f"sends no rows to take it from; send `over`, a list of rows each with "
+            f"a {variable!r} key, {braces}"
+        )
+    if not over:
+        return (
+            f"The prompt template uses the variable {variable!r}, but `over` has "
+            f"no rows; send at least one row with a {variable!r} key, {braces}"
+        )
+    keys = sorted({str(key) for row in over for key in row})
+    shown = ", ".join(repr(key) for key in keys[:20]) + (" …" if len(keys) > 20 else "")
+    return (
+        f"The prompt template uses the variable {variable!r}, which the rows of "
+        f"`over` lack (their keys: {shown or 'none'}); add a {variable!r} key to "
+        "each row of `over`, write a key that is not an identifier as "
+        f"{{{{ row['my key'] }}}}, {braces}"
+    )
 
 
 def _error_field(exc: BaseException) -> tuple[str | int, ...]:
@@ -232,7 +266,7 @@ class RunLauncher:
                 run_id = str(finished.result().id)
             elif isinstance(exc, MaquinaError | ValueError):
                 raise StartRunError(
-                    _error_field(exc), redact(api_message(exc))
+                    _error_field(exc), redact(api_message(exc, body))
                 ) from exc
             else:
                 raise exc

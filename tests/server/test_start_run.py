@@ -79,6 +79,40 @@ def test_template_with_an_undefined_variable_answers_422(client: TestClient) -> 
     assert "name" in answer.json()["detail"][0]["msg"]
 
 
+def _template_error(client: TestClient, **body: Any) -> str:
+    answer = _start(client, **body)
+    assert answer.status_code == 422, answer.text
+    error = answer.json()["detail"][0]
+    assert error["loc"] == ["body", "template"]
+    return str(error["msg"])
+
+
+def test_an_undefined_variable_is_explained_in_the_requests_terms(
+    client: TestClient,
+) -> None:
+    over_rows = _template_error(client, over=[{"other": 1}, {"other": 2}])
+    no_rows = _template_error(client)
+    empty_rows = _template_error(client, over=[])
+
+    # Notebook advice (DataFrame methods, Python names) means nothing here.
+    for message in (over_rows, no_rows, empty_rows):
+        assert "df." not in message
+        assert "assign" not in message
+        assert "Define the variable" not in message
+        assert "over=" not in message
+        assert "'name'" in message
+    assert "add a 'name' key to each row of `over`" in over_rows
+    assert "'other'" in over_rows
+    assert "send `over`" in no_rows
+    assert "`over` has no rows" in empty_rows
+
+
+def test_other_template_errors_keep_their_own_words(client: TestClient) -> None:
+    message = _template_error(client, template="Hi {{ name ", over=[{"name": 1}])
+
+    assert "syntax error" in message
+
+
 def test_bad_run_bodies_name_every_field_at_fault(client: TestClient) -> None:
     answer = client.post(
         "/api/runs",
