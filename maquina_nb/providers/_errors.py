@@ -52,6 +52,9 @@ _SENSITIVE_HEADERS = ("authorization", "x-api-key", "api-key")
 class StreamIncompleteError(ProviderResponseError):
     """A stream ended before the provider said it was finished; always retryable.
 
+    Also raised when the connection broke after the stream had started: the
+    server was reached, so "could not reach the server" would mislead.
+
     Args:
         provider: The provider's name.
         model: The model's name.
@@ -66,7 +69,8 @@ class StreamIncompleteError(ProviderResponseError):
     ) -> None:
         super().__init__(
             f"The {provider} model {model!r} stream ended before {awaited}, "
-            f"after {received}; it will be retried.",
+            f"after {received}: the connection was cut or the server stopped early; "
+            "try again later.",
             provider=provider,
             model=model,
         )
@@ -87,12 +91,13 @@ def scrub_exception(exc: BaseException) -> None:
         current.args = tuple(
             redact(a) if isinstance(a, str) else a for a in current.args
         )
-        for name in ("message", "body"):
+        for name in ("message", "body", "api_message"):
             value = getattr(current, name, None)
             if isinstance(value, str):
                 _set(current, name, redact(value))
             elif isinstance(value, (dict, list)):
                 _set(current, name, json.loads(redact(json.dumps(value, default=str))))
+        _scrub_response(getattr(current, "response", None))
         request = getattr(current, "request", None)
         headers = getattr(request, "headers", None)
         if headers is not None:
@@ -100,6 +105,21 @@ def scrub_exception(exc: BaseException) -> None:
                 with suppress(Exception):
                     headers.pop(header, None)
         current = current.__cause__ or current.__context__
+
+
+def _scrub_response(response: Any) -> None:
+    """Redact the body an SDK error keeps on its HTTP response.
+
+    A leaky server may echo the key there; ``response.text`` is decoded from it.
+    """
+    content = getattr(response, "_content", None)
+    if not isinstance(content, bytes):
+        return
+    text = content.decode("utf-8", "replace")
+    cleaned = redact(text)
+    if cleaned != text:
+        _set(response, "_content", cleaned.encode("utf-8"))
+        _set(response, "_text", cleaned)
 
 
 def _set(obj: object, name: str, value: Any) -> None:
@@ -141,6 +161,49 @@ def _error_detail(body: object, kind: str | None) -> str | None:
         return None
     text = redact(" ".join(message.split()))[:300].rstrip(".")
     return f"{kind}: {text}" if kind else text
+
+
+_CALLER_ERRORS = (
+    "invalid_request_error",
+    "authentication_error",
+    "permission_error",
+    "not_found_error",
+)
+
+
+def error_in_body(body: object, *, provider: str, model: str) -> ProviderError | None:
+    """Return the error an HTTP 200 answer carries instead of an answer, if any.
+
+    Some proxies and local servers answer 200 with an OpenAI-style
+    ``{"error": {...}}`` or an Anthropic-style ``{"type": "error", ...}`` body;
+    read as an answer it would be stored as a silent empty one.
+    """
+    if not isinstance(body, dict):
+        error = ProviderResponseError(
+            f"The {provider} model {model!r} answered with JSON that is not an object; "
+            "check that its base URL points at a chat API.",
+            provider=provider,
+            model=model,
+            body=_body_text(body),
+        )
+        return _mark(error, retryable=False)
+    is_error = body.get("type") == "error" or (
+        body.get("error") is not None
+        and "choices" not in body
+        and "content" not in body
+    )
+    if not is_error:
+        return None
+    kind = _error_type(body)
+    detail = _error_detail(body, kind) or kind or "no details"
+    error = ProviderResponseError(
+        f"The {provider} model {model!r} answered HTTP 200 with an error instead of an "
+        f"answer ({detail}); {_advice(400 if kind in _CALLER_ERRORS else 500)}.",
+        provider=provider,
+        model=model,
+        body=_body_text(body),
+    )
+    return _mark(error, retryable=kind not in _CALLER_ERRORS)
 
 
 def _advice(status: int) -> str:
@@ -250,7 +313,14 @@ def _translate_status(
             retry_after=retry_after,
         )
         return _mark(error, retryable=hint is not False)
-    transient = status >= 500 or status in (408, 409) or kind in _TRANSIENT_STREAM_TYPES
+    # An error type counts only inside a 200 stream: a 4xx is the caller's to fix
+    # whatever type its body names. An unknown stream error is worth one more try.
+    in_stream = status < 400
+    transient = (
+        status >= 500
+        or status in (408, 409)
+        or (in_stream and (kind is None or kind in _TRANSIENT_STREAM_TYPES))
+    )
     detail = _error_detail(exc.body, kind) or body[:300] or "no body"
     if status == 200:
         message = f"The {where} sent an error inside its stream ({kind or 'unknown'})."

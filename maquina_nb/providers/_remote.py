@@ -26,12 +26,13 @@ import json
 import os
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 from maquina_nb._redact import get_logger
 from maquina_nb.errors import (
     MissingKeyError,
+    ProviderConnectionError,
     ProviderError,
     ProviderRateLimitError,
     ProviderTimeoutError,
@@ -431,6 +432,7 @@ class RemoteModel(BaseAIModel):
         attempt = 0
         while True:
             attempt += 1
+            self._refuse_long_pause()
             client = self._client()
             async with self.limiter.slot(self._estimated_tokens(request)) as grant:
                 started = time.perf_counter()
@@ -450,6 +452,25 @@ class RemoteModel(BaseAIModel):
                     self._after_success(grant, completion, prompt_tokens)
                     return completion
             await self.clock.sleep(delay)
+
+    def _refuse_long_pause(self) -> None:
+        """Fail at once while the server's last Retry-After outlasts max_retry_after.
+
+        Waiting would hold the call (and every later one) silently for as long
+        as the server asked, an hour or a year; the first call already said so.
+        """
+        paused = self.limiter.paused_for()
+        if paused <= self.policy.max_retry_after:
+            return
+        raise ProviderRateLimitError(
+            f"The {self.provider} model {self.model!r} asked to be left alone for "
+            f"{paused:.0f}s more, longer than max_retry_after="
+            f"{self.policy.max_retry_after:g}s; try again later or raise "
+            "max_retry_after in its settings.",
+            provider=self.provider,
+            model=self.model,
+            retry_after=paused,
+        )
 
     def _timeout_error(self, what: str, limit: float | None) -> ProviderTimeoutError:
         error = ProviderTimeoutError(
@@ -480,6 +501,7 @@ class RemoteModel(BaseAIModel):
                 yield TextDelta("", reset=True)
                 streamed = False
             delay = 0.0
+            self._refuse_long_pause()
             client = self._client()
             async with self.limiter.slot(self._estimated_tokens(request)) as grant:
                 started = time.perf_counter()
@@ -499,22 +521,23 @@ class RemoteModel(BaseAIModel):
                         if text is not None:
                             streamed = True
                             yield TextDelta(text)
-                            # Later events: the SDK's read timeout bounds silences;
-                            # the total deadline is checked as each one arrives.
-                            async for event in opened[1]:
+                            next_event = opened[1].__anext__
+                            while True:
+                                try:
+                                    event = await self._next_event(next_event, deadline)
+                                except StopAsyncIteration:
+                                    break
                                 text = reader.feed(event)
                                 if text:
                                     yield TextDelta(text)
-                                if (
-                                    deadline is not None
-                                    and time.perf_counter() > deadline
-                                ):
-                                    raise self._timeout_error(
-                                        "the whole call", self.settings.timeout
-                                    )
                         completion = reader.completion()
                 except ProviderError as exc:
                     completion = None
+                    if reader.received and isinstance(exc, ProviderConnectionError):
+                        # The server was reached: the stream was cut, not refused.
+                        cut = reader.incomplete()
+                        cut.__cause__ = exc
+                        exc = cut
                     delay = self._after_failure(exc, attempt)
                 finally:
                     # Close the HTTP response now, also on cancel or early exit.
@@ -542,13 +565,40 @@ class RemoteModel(BaseAIModel):
         Returns the SDK stream with its event iterator, and the first text
         (``None`` when the stream ended without any).
         """
-        limit = _min(self.settings.first_token_timeout, _remaining(deadline))
+        first = self.settings.first_token_timeout
+        remaining = _remaining(deadline)
+        limit: float | None = remaining
+        what, shown = "the whole call", self.settings.timeout
+        if first is not None and (remaining is None or first <= remaining):
+            limit, what, shown = first, "the first token", first
         try:
             return await _within(
                 self._open_and_read_first(client, request, reader), limit
             )
         except (asyncio.TimeoutError, TimeoutError) as exc:
-            raise self._timeout_error("the first token", limit) from exc
+            raise self._timeout_error(what, shown) from exc
+
+    async def _next_event(
+        self, next_event: Callable[[], Awaitable[Any]], deadline: float | None
+    ) -> Any:
+        """Await the stream's next event without passing the call's deadline.
+
+        While the deadline is further off than one read timeout, the SDK's read
+        timeout ends any silence first and no timer of ours is needed; closer
+        to it, the wait is bounded by what is left.
+        """
+        if deadline is None:
+            return await next_event()
+        remaining = deadline - time.perf_counter()
+        read_limit = self.settings.read_timeout
+        if read_limit is not None and remaining > read_limit:
+            return await next_event()
+        try:
+            if remaining <= 0:
+                raise TimeoutError
+            return await _within(next_event(), remaining)
+        except (asyncio.TimeoutError, TimeoutError) as exc:
+            raise self._timeout_error("the whole call", self.settings.timeout) from exc
 
     async def _open_and_read_first(
         self, client: Any, request: ModelRequest, reader: StreamReader
@@ -586,11 +636,6 @@ async def _within(call: Awaitable[T], timeout: float | None) -> T:
 
 def _remaining(deadline: float | None) -> float | None:
     return None if deadline is None else max(0.001, deadline - time.perf_counter())
-
-
-def _min(*values: float | None) -> float | None:
-    present = [v for v in values if v is not None]
-    return min(present) if present else None
 
 
 def _total(completion: Completion) -> int | None:

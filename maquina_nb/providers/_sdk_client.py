@@ -27,9 +27,18 @@ import os
 from typing import Any
 
 from maquina_nb._redact import get_logger
+from maquina_nb.providers._errors import error_in_body
 from maquina_nb.providers._streaming import tolerant_decoder
 
-__all__ = ["as_int", "as_json", "as_text", "client_class", "withhold_environment"]
+__all__ = [
+    "answer_body",
+    "as_int",
+    "as_json",
+    "as_text",
+    "as_word",
+    "client_class",
+    "withhold_environment",
+]
 
 logger = get_logger(__name__)
 
@@ -88,11 +97,36 @@ def as_json(value: Any) -> dict[str, Any]:
     return {}
 
 
+def answer_body(value: Any, *, provider: str, model: str) -> dict[str, Any]:
+    """Return a plain answer's JSON object; raise if it is an error or no object.
+
+    Raises:
+        ProviderResponseError: The body is an error object sent with HTTP 200,
+            or JSON that is not an object at all.
+    """
+    body = value
+    if not isinstance(value, dict) and getattr(value, "model_dump", None) is not None:
+        body = as_json(value)
+    error = error_in_body(body, provider=provider, model=model)
+    if error is not None:
+        raise error
+    return body  # type: ignore[no-any-return]
+
+
 def as_int(value: Any) -> int | None:
-    """Return a token count, or ``None`` for anything that is not a count."""
-    if isinstance(value, int) and not isinstance(value, bool):
+    """Return a count or an index, or ``None`` for anything that is not one."""
+    if value.__class__ is int and value >= 0:
         return value
     return None
+
+
+def as_word(value: Any) -> str | None:
+    """Return an identifier-like field (a model id, a finish reason, a tool name).
+
+    Only text counts: a number, a list or an object, which no provider sends
+    there, reads as missing.
+    """
+    return value if value.__class__ is str else None
 
 
 def as_text(value: Any) -> str:

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from maquina_nb._redact import get_logger, redact
+from maquina_nb.providers._errors import StreamIncompleteError
 from maquina_nb.providers.base import Completion
 
 __all__ = ["StreamReader", "TolerantSSEDecoder", "normalize_finish", "tolerant_decoder"]
@@ -35,7 +36,22 @@ class StreamReader(abc.ABC):
     :meth:`maquina_nb.providers._remote.RemoteModel.stream` drives the SDK's
     stream and hands each event to :meth:`feed`; a plain method call per event
     costs far less than another async generator between the SDK and the caller.
+
+    Args:
+        provider: The provider's name, for errors.
+        model: The model's name, for errors.
     """
+
+    #: What a finished stream ends with, named in :meth:`incomplete`.
+    awaited = "its end"
+    #: What one event is called, for :meth:`incomplete`.
+    unit = "events"
+
+    def __init__(self, provider: str, model: str) -> None:
+        self.provider = provider
+        self.model = model
+        #: Events fed so far; more than 0 means the server was reached.
+        self.received = 0
 
     @abc.abstractmethod
     def feed(self, event: Any) -> str | None:
@@ -43,7 +59,16 @@ class StreamReader(abc.ABC):
 
     @abc.abstractmethod
     def completion(self) -> Completion:
-        """Return the finished answer; raise ``StreamIncompleteError`` if it never finished."""
+        """Return the finished answer; raise :meth:`incomplete` if it never finished."""
+
+    def incomplete(self) -> StreamIncompleteError:
+        """Return the error for a stream that stopped before :attr:`awaited`."""
+        return StreamIncompleteError(
+            provider=self.provider,
+            model=self.model,
+            awaited=self.awaited,
+            received=f"{self.received} {self.unit}",
+        )
 
 
 def _parsed(value: Any) -> Any:

@@ -18,12 +18,14 @@ import json
 from typing import Any
 
 from maquina_nb._redact import get_logger
-from maquina_nb.providers._errors import StreamIncompleteError, map_anthropic_errors
+from maquina_nb.providers._errors import map_anthropic_errors
 from maquina_nb.providers._remote import RemoteModel
 from maquina_nb.providers._sdk_client import (
+    answer_body,
     as_int,
     as_json,
     as_text,
+    as_word,
     client_class,
     withhold_environment,
 )
@@ -149,14 +151,17 @@ class ClaudeModel(RemoteModel):
         return as_int(written) or None
 
     async def _generate_once(self, client: Any, request: ModelRequest) -> Completion:
-        body = as_json(await client.messages.create(**self._kwargs(request)))
-        # The content list may be empty (C17); never index into it.
-        content = body.get("content")
-        blocks = (
-            [b for b in content if isinstance(b, dict)]
-            if isinstance(content, list)
-            else []
+        body = answer_body(
+            await client.messages.create(**self._kwargs(request)),
+            provider=self.provider,
+            model=self.model,
         )
+        # The content list may be empty (C17); never index into it. A server
+        # that sends the content as one string is read as one text block.
+        content = body.get("content")
+        if isinstance(content, str):
+            content = [{"type": "text", "text": content}]
+        blocks = [b for b in _as_list(content) if isinstance(b, dict)]
         text = "".join(
             as_text(b.get("text")) for b in blocks if b.get("type") == "text"
         )
@@ -165,10 +170,10 @@ class ClaudeModel(RemoteModel):
         ] or None
         return self._completion(
             text,
-            body.get("stop_reason"),
+            as_word(body.get("stop_reason")),
             tool_calls,
             _usage_dict(body.get("usage")),
-            body.get("model"),
+            as_word(body.get("model")),
             body,
         )
 
@@ -182,19 +187,21 @@ class ClaudeModel(RemoteModel):
 class _EventReader(StreamReader):
     """Read a Messages stream: text deltas, tool use, stop reason, usage."""
 
+    awaited = "message_stop"
+
     def __init__(self, model: ClaudeModel) -> None:
-        self.model = model
+        super().__init__(model.provider, model.model)
+        self.owner = model
         self.parts: list[str] = []
         self.tools: dict[int, dict[str, Any]] = {}
         self.usage: dict[str, int | None] = {}
         self.stop_reason: str | None = None
         self.model_id: str | None = None
         self.finished = False
-        self.events = 0
 
     def feed(self, event: Any) -> str | None:
         """Take one event; return the text it adds."""
-        self.events += 1
+        self.received += 1
         if event.__class__ is not dict:
             event = as_json(event)
         kind = event.get("type")
@@ -215,7 +222,7 @@ class _EventReader(StreamReader):
                     call["arguments"] += as_text(delta.get("partial_json"))
         elif kind == "message_start":
             message = _object(event.get("message"))
-            self.model_id = message.get("model")
+            self.model_id = as_word(message.get("model"))
             self.usage.update(_usage_dict(message.get("usage")))
         elif kind == "content_block_start":
             block = _object(event.get("content_block"))
@@ -224,7 +231,9 @@ class _EventReader(StreamReader):
                 self.tools[index] = {**_tool_call(block), "arguments": ""}
         elif kind == "message_delta":
             delta = _object(event.get("delta"))
-            self.stop_reason = delta.get("stop_reason") or self.stop_reason
+            stop = delta.get("stop_reason")
+            if stop:
+                self.stop_reason = as_word(stop) or "unknown"
             for name, value in _usage_dict(event.get("usage")).items():
                 if value is not None:
                     self.usage[name] = value
@@ -234,14 +243,8 @@ class _EventReader(StreamReader):
 
     def completion(self) -> Completion:
         """Return the answer, or raise if the stream never reached message_stop."""
-        model = self.model
         if not self.finished or self.stop_reason is None:
-            raise StreamIncompleteError(
-                provider=model.provider,
-                model=model.model,
-                awaited="message_stop",
-                received=f"{self.events} events",
-            )
+            raise self.incomplete()
         text = "".join(self.parts)
         tool_calls = [self.tools[i] for i in sorted(self.tools)] or None
         raw = {
@@ -251,10 +254,10 @@ class _EventReader(StreamReader):
             "stop_reason": self.stop_reason,
             "tool_calls": tool_calls,
             "usage": self.usage,
-            "events": self.events,
+            "events": self.received,
             "skipped_chunks": list(_skipped_chunks.get() or []),
         }
-        return model._completion(
+        return self.owner._completion(
             text, self.stop_reason, tool_calls, self.usage, self.model_id, raw
         )
 
@@ -263,12 +266,16 @@ def _object(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
 def _tool_call(block: dict[str, Any]) -> dict[str, Any]:
     return {
-        "id": block.get("id"),
+        "id": as_word(block.get("id")),
         "type": "tool_use",
-        "name": block.get("name"),
-        "arguments": json.dumps(block.get("input", {})),
+        "name": as_word(block.get("name")),
+        "arguments": json.dumps(block.get("input", {}), default=str),
     }
 
 

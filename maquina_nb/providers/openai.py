@@ -16,6 +16,7 @@ a 400 is asked again without it, and remembered (C10).
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import re
 import threading
@@ -23,12 +24,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from maquina_nb._redact import get_logger
-from maquina_nb.providers._errors import StreamIncompleteError, map_openai_errors
+from maquina_nb.providers._errors import map_openai_errors
 from maquina_nb.providers._remote import RemoteModel
 from maquina_nb.providers._sdk_client import (
+    answer_body,
     as_int,
     as_json,
     as_text,
+    as_word,
     client_class,
     withhold_environment,
 )
@@ -142,7 +145,11 @@ class OpenAIModel(RemoteModel):
             await self._client().models.list(timeout=15)
 
     async def _generate_once(self, client: Any, request: ModelRequest) -> Completion:
-        body = as_json(await client.chat.completions.create(**self._kwargs(request)))
+        body = answer_body(
+            await client.chat.completions.create(**self._kwargs(request)),
+            provider=self.provider,
+            model=self.model,
+        )
         choices = body.get("choices")
         first = _first_object(_as_list(choices))
         message = _first_object([first.get("message")])
@@ -150,10 +157,10 @@ class OpenAIModel(RemoteModel):
         tool_calls = [_tool_call(call) for call in _as_list(calls)] or None
         return self._completion(
             as_text(message.get("content")),
-            first.get("finish_reason"),
+            as_word(first.get("finish_reason")),
             tool_calls,
             body.get("usage"),
-            body.get("model"),
+            as_word(body.get("model")),
             body,
         )
 
@@ -216,20 +223,25 @@ class OpenAIModel(RemoteModel):
 class _ChunkReader(StreamReader):
     """Read a Chat Completions stream: choice 0's text, tool calls, finish, usage."""
 
+    awaited = "a finish reason"
+    unit = "chunks"
+
     def __init__(self, model: OpenAIModel) -> None:
-        self.model = model
+        super().__init__(model.provider, model.model)
+        self.owner = model
         self.parts: list[str] = []
         self.calls: dict[int, dict[str, Any]] = {}
         self.finish_raw: str | None = None
         self.model_id: str | None = None
         self.usage: Any = None
-        self.chunks = 0
 
     def feed(self, event: Any) -> str | None:
         """Take one chunk; return choice 0's new text."""
-        self.chunks += 1
+        self.received += 1
         chunk = event if event.__class__ is dict else as_json(event)
-        self.model_id = chunk.get("model") or self.model_id
+        model_id = chunk.get("model")
+        if model_id and model_id.__class__ is str:
+            self.model_id = model_id
         self.usage = chunk.get("usage") or self.usage
         text = None
         # Filter-metadata and usage chunks carry no choices (C09).
@@ -239,25 +251,22 @@ class _ChunkReader(StreamReader):
             delta = choice.get("delta")
             if delta.__class__ is dict:
                 content = delta.get("content")
-                if content and content.__class__ is str:
+                if content and content.__class__ is not str:
+                    content = as_text(content)  # content parts, as in plain answers
+                if content:
                     self.parts.append(content)
                     text = content if text is None else text + content
                 if delta.get("tool_calls"):
                     _merge_tool_deltas(self.calls, delta["tool_calls"])
-            if choice.get("finish_reason"):
-                self.finish_raw = choice["finish_reason"]
+            finish = choice.get("finish_reason")
+            if finish:
+                self.finish_raw = as_word(finish) or "unknown"
         return text
 
     def completion(self) -> Completion:
         """Return the answer, or raise if the stream never gave a finish reason."""
-        model = self.model
         if self.finish_raw is None:
-            raise StreamIncompleteError(
-                provider=model.provider,
-                model=model.model,
-                awaited="a finish reason",
-                received=f"{self.chunks} chunks",
-            )
+            raise self.incomplete()
         text = "".join(self.parts)
         tool_calls = [self.calls[i] for i in sorted(self.calls)] or None
         raw = {
@@ -267,10 +276,10 @@ class _ChunkReader(StreamReader):
             "finish_reason": self.finish_raw,
             "tool_calls": tool_calls,
             "usage": self.usage,
-            "chunks": self.chunks,
+            "chunks": self.received,
             "skipped_chunks": list(_skipped_chunks.get() or []),
         }
-        return model._completion(
+        return self.owner._completion(
             text, self.finish_raw, tool_calls, self.usage, self.model_id, raw
         )
 
@@ -290,11 +299,18 @@ def _tool_call(call: Any) -> dict[str, Any]:
     function = call.get("function")
     function = function if isinstance(function, dict) else {}
     return {
-        "id": call.get("id"),
-        "type": call.get("type") or "function",
-        "name": function.get("name"),
-        "arguments": function.get("arguments"),
+        "id": as_word(call.get("id")),
+        "type": as_word(call.get("type")) or "function",
+        "name": as_word(function.get("name")),
+        "arguments": _arguments(function.get("arguments")),
     }
+
+
+def _arguments(value: Any) -> str | None:
+    """Tool arguments as JSON text, whether the server sent text or an object."""
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value, default=str)
 
 
 def _merge_tool_deltas(calls: dict[int, dict[str, Any]], deltas: Any) -> None:
@@ -305,14 +321,13 @@ def _merge_tool_deltas(calls: dict[int, dict[str, Any]], deltas: Any) -> None:
         call = calls.setdefault(
             index, {"id": None, "type": "function", "name": None, "arguments": ""}
         )
-        if delta.get("id"):
-            call["id"] = delta["id"]
+        if as_word(delta.get("id")):
+            call["id"] = as_word(delta["id"])
         function = delta.get("function")
         if isinstance(function, dict):
-            if function.get("name"):
-                call["name"] = function["name"]
-            if isinstance(function.get("arguments"), str):
-                call["arguments"] += function["arguments"]
+            if as_word(function.get("name")):
+                call["name"] = as_word(function["name"])
+            call["arguments"] += _arguments(function.get("arguments")) or ""
 
 
 class OpenAICompatibleModel(OpenAIModel):

@@ -192,6 +192,10 @@ class RateLimiter:
                 self._adaptive_cap = None
             self._wake_one()
 
+    def paused_for(self) -> float:
+        """Return the seconds left of the pause the last ``Retry-After`` asked for."""
+        return max(0.0, self._paused_until - self.clock.monotonic())
+
     def record_rate_limited(self, retry_after: float | None) -> None:
         """Pause every caller until ``retry_after`` and halve the calls in flight."""
         self.throttled += 1

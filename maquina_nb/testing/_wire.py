@@ -93,6 +93,10 @@ class Reply:
     """Send a chunk that is not JSON after this many text chunks."""
     truncate_after: int | None = None
     """Drop the connection after this many text chunks."""
+    stall_after: int | None = None
+    """Go silent for ``stall`` seconds after this many text chunks."""
+    stall: float = 0.0
+    """How long the ``stall_after`` silence lasts."""
     clean_truncate: bool = False
     """With ``truncate_after``: end the body cleanly, without the final events."""
     split_utf8: bool = False
@@ -308,16 +312,22 @@ def anthropic_message(plan: ReplyPlan, serial: int) -> dict[str, Any]:
 
 
 def scripted_events(api: str, payloads: list[Any]) -> list[tuple[str, Any]]:
-    """Return ``Reply.events`` as ``(kind, payload)`` pairs for ``api``."""
+    """Return ``Reply.events`` as ``(kind, payload)`` pairs for ``api``.
+
+    Each becomes an ``as_given`` pair holding ``(event name, payload)``, so a
+    scripted event is never taken for one of the fault markers (``error`` …).
+    """
     if api == "openai":
-        return [("data", payload) for payload in payloads] + [("done", "[DONE]")]
+        return [("as_given", (None, payload)) for payload in payloads] + [
+            ("done", "[DONE]")
+        ]
     events: list[tuple[str, Any]] = []
     for payload in payloads:
         if isinstance(payload, tuple):
-            events.append(payload)
+            events.append(("as_given", payload))
         else:
             kind = payload.get("type") if isinstance(payload, dict) else None
-            events.append((str(kind or "message"), payload))
+            events.append(("as_given", (str(kind or "message"), payload)))
     return events
 
 
@@ -404,6 +414,8 @@ def _text_events(plan: ReplyPlan, make: Any) -> list[tuple[str, Any]]:
             events.append(("error", reply.error_type or "overloaded_error"))
         if position == reply.truncate_after:
             events.append(("truncate", reply.clean_truncate))
+        if position == reply.stall_after:
+            events.append(("stall", reply.stall))
         if position < len(plan.chunks):
             events.append(make(plan.chunks[position]))
     return [event for event in events if event[0] != "unused"]
@@ -421,6 +433,10 @@ def status_line(status: int) -> str:
 
 
 def encode_event(api: str, kind: str, payload: Any) -> bytes:
+    if kind == "as_given":
+        name, data = payload
+        head = f"event: {name}\n" if name else ""
+        return f"{head}data: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
     if api == "openai":
         if kind == "done":
             return b"data: [DONE]\n\n"

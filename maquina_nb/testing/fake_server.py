@@ -534,6 +534,10 @@ class FakeLLMServer:
             if not first and reply.chunk_delay:
                 await asyncio.sleep(reply.chunk_delay)
             first = False
+            if kind == "stall":
+                await writer.drain()
+                await asyncio.sleep(payload)
+                continue
             if kind == "truncate":
                 if payload:  # clean: end the chunked body without the final events
                     writer.write(b"0\r\n\r\n")
