@@ -2,14 +2,15 @@
 
 Subcommands (each added by its own ``_add_*_parser`` function)::
 
-    maquina-nb db upgrade [REV] [--url URL] [--sql]   to head by default
-    maquina-nb db downgrade REV [--url URL] [--sql] [--force]   e.g. -1, 0001, base
-    maquina-nb db current [--url URL]
+    maquina-nb db upgrade [REV] [--db URL] [--sql]   to head by default
+    maquina-nb db downgrade REV [--db URL] [--sql] [--force]   e.g. -1, 0001, base
+    maquina-nb db current [--db URL]
     maquina-nb db history
-    maquina-nb serve ...                               the REST/WebSocket API
+    maquina-nb serve ...                              the REST/WebSocket API
 
 The database defaults to ``MAQUINA_DB_URL``, else ``sqlite:///maquina.db`` in the
-working directory. The Alembic configuration is built in code, so no
+working directory. ``--db`` is the option's name everywhere (``serve``,
+``%%orchestrate``, ``%maquina db``); ``--url`` is kept as its older spelling. The Alembic configuration is built in code, so no
 ``alembic.ini`` is needed wherever the command runs.
 """
 
@@ -64,7 +65,7 @@ def _require_existing_file(url: str) -> None:
     path = Path(database).expanduser().resolve()
     if not path.exists():
         raise StoreError(
-            f"No database file at {str(path)!r}; check the URL (--url or "
+            f"No database file at {str(path)!r}; check the URL (--db or "
             "MAQUINA_DB_URL), or create it with 'maquina-nb db upgrade'."
         )
 
@@ -151,8 +152,12 @@ def _add_db_parser(subparsers: Any) -> None:
     actions = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
 
     def with_url(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        # --db as in serve and the notebook; --url, the older name, still works.
         parser.add_argument(
+            "--db",
             "--url",
+            dest="url",
+            metavar="URL",
             help="database URL (default: MAQUINA_DB_URL, else sqlite:///maquina.db)",
         )
         return parser
@@ -189,7 +194,7 @@ def _add_db_parser(subparsers: Any) -> None:
     current.set_defaults(func=_db_current)
 
     history = actions.add_parser("history", help="list the shipped revisions")
-    history.add_argument("--url", help=argparse.SUPPRESS)
+    history.add_argument("--db", "--url", dest="url", help=argparse.SUPPRESS)
     history.add_argument("-v", "--verbose", action="store_true", help="show details")
     history.set_defaults(func=_db_history)
 
@@ -232,11 +237,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except SQLAlchemyError as exc:
         reason = getattr(exc, "orig", None) or exc
-        # Name the option of the command in use: `db ...` has --url, `serve` --db.
-        option = "--db" if args.command == "serve" else "--url"
         error = StoreError(
             f"The database could not be used ({type(reason).__name__}: {reason}); "
-            f"check the URL ({option} or MAQUINA_DB_URL) and that the server is running."
+            "check the URL (--db or MAQUINA_DB_URL) and that the server is running."
         )
         sys.stderr.write(f"maquina-nb: {error}\n")
         return 1

@@ -111,6 +111,30 @@ def test_db_errors_are_one_line_without_secrets(
     assert "SECRETSECRET" not in out + err
 
 
+def test_db_commands_take_db_as_serve_does_and_still_take_url(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'named.db'}"
+    head = head_revision()
+
+    assert _run(capsys, "db", "upgrade", "--db", url)[0] == 0
+    assert _run(capsys, "db", "current", "--db", url) == (
+        0,
+        f"{url}: {head} (head)\n",
+        "",
+    )
+    assert _run(capsys, "db", "current", "--url", url)[1] == f"{url}: {head} (head)\n"
+    assert _run(capsys, "db", "downgrade", "base", "--db", url)[0] == 0
+    assert _run(capsys, "db", "history", "--db", url)[0] == 0
+
+    # Help names --db first (the name serve and the notebook use).
+    parser = build_parser()
+    db = parser._subparsers._group_actions[0].choices["db"]  # type: ignore[union-attr]
+    for action in ("upgrade", "downgrade", "current"):
+        text = db._subparsers._group_actions[0].choices[action].format_help()
+        assert "--db URL, --url URL" in text, text
+
+
 def test_parser_has_room_for_serve() -> None:
     parser = build_parser()
     args = parser.parse_args(["serve", "--port", "9999"])
@@ -127,7 +151,7 @@ def test_db_current_creates_no_file(
     assert out == ""
     assert err == (
         f"maquina-nb: No database file at {str(tmp_path / 'maquina.db')!r}; check the "
-        "URL (--url or MAQUINA_DB_URL), or create it with 'maquina-nb db upgrade'.\n"
+        "URL (--db or MAQUINA_DB_URL), or create it with 'maquina-nb db upgrade'.\n"
     )
     assert list(tmp_path.iterdir()) == []
 

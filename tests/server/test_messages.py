@@ -13,7 +13,7 @@ from maquina_nb.db import Repository
 from maquina_nb.server import create_app
 
 
-def test_a_bad_url_names_the_option_of_the_command_in_use(
+def test_a_bad_url_names_the_db_option_of_every_command(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     assert main(["serve", "--db", "nosuch://x"]) == 1
@@ -21,9 +21,11 @@ def test_a_bad_url_names_the_option_of_the_command_in_use(
     assert "(--db or MAQUINA_DB_URL)" in err
     assert "--url" not in err
 
+    # --url still works for db commands, but the advice names the one spelling.
     assert main(["db", "current", "--url", "nosuch://x"]) == 1
     err = capsys.readouterr().err
-    assert "(--url or MAQUINA_DB_URL)" in err
+    assert "(--db or MAQUINA_DB_URL)" in err
+    assert "--url" not in err
 
 
 def test_serve_help_shows_the_defaults() -> None:
