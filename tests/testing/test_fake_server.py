@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+from pathlib import Path
 
 import anthropic
 import openai
@@ -318,3 +319,24 @@ async def test_async_context_manager() -> None:
         await client.close()
 
     assert answer.choices[0].message.content == "Fake answer: yo"
+
+
+@pytest.fixture
+def team_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    # What a researcher's shell may hold: the team database and an organization.
+    team_db = tmp_path / "team.db"
+    monkeypatch.setenv("MAQUINA_DB_URL", f"sqlite:///{team_db}")
+    monkeypatch.setenv("OPENAI_ORG_ID", "org-team")
+    return team_db
+
+
+def test_pytest_fixture_keeps_runs_out_of_the_real_database(
+    team_environment: Path, fake_llm_server: FakeLLMServer
+) -> None:
+    from maquina_nb import orchestrate
+
+    run = orchestrate("hi", ["gpt-4o"])
+
+    assert run.to_pandas()["text"].tolist() == ["Fake answer: hi"]
+    assert not team_environment.exists()
+    assert "openai-organization" not in fake_llm_server.requests[0].headers
