@@ -185,8 +185,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     out.write(f"  database           {made['database']}\n")
     out.write(f"  executed notebook  {made['notebook']}\n")
     out.write(f"  HTML export        {made['html']}\n")
+    jupyter = Path(sys.executable).with_name("jupyter")
     out.write(
-        "Open the notebook in JupyterLab (jupyter lab "
+        f"Open the notebook in JupyterLab ({jupyter} lab "
         f"{made['notebook']}) to click feedback, or the HTML file in a browser.\n"
     )
     return 0
