@@ -35,9 +35,24 @@ def _say(text: str) -> None:
 
 
 def _db_url(args: argparse.Namespace) -> str:
-    from maquina_nb.config import default_db_url
+    """Return the database URL to use, refusing one that cannot be read.
 
-    return str(args.url or default_db_url())
+    Raises:
+        StoreError: the URL does not parse (a bad port, no dialect, …).
+    """
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    from maquina_nb.config import default_db_url
+    from maquina_nb.db.connection_errors import unreadable_url_message
+    from maquina_nb.errors import StoreError
+
+    url = str(args.url or default_db_url())
+    try:
+        make_url(url)
+    except (ArgumentError, ValueError) as exc:
+        raise StoreError(unreadable_url_message(exc)) from None
+    return url
 
 
 def _shown(url: str) -> str:
@@ -236,11 +251,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"maquina-nb: {exc}\n")
         return 1
     except SQLAlchemyError as exc:
-        reason = getattr(exc, "orig", None) or exc
-        error = StoreError(
-            f"The database could not be used ({type(reason).__name__}: {reason}); "
-            "check the URL (--db or MAQUINA_DB_URL) and that the server is running."
-        )
+        from maquina_nb.config import default_db_url
+        from maquina_nb.db.connection_errors import explain_database_error
+
+        url = getattr(args, "url", None) or getattr(args, "db_url", None)
+        error = StoreError(explain_database_error(url or default_db_url(), exc))
         sys.stderr.write(f"maquina-nb: {error}\n")
         return 1
     except CommandError as exc:

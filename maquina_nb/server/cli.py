@@ -139,6 +139,25 @@ def _bind_failure(host: str, port: int, exc: OSError) -> str:
     )
 
 
+def _check_db_url(db_url: str | None) -> None:
+    """Refuse a database URL that cannot be read before anything else starts.
+
+    Raises:
+        StoreError: the URL does not parse (a bad port, no dialect, …).
+    """
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    from maquina_nb.config import default_db_url
+    from maquina_nb.db.connection_errors import unreadable_url_message
+    from maquina_nb.errors import StoreError
+
+    try:
+        make_url(db_url or default_db_url())
+    except (ArgumentError, ValueError) as exc:
+        raise StoreError(unreadable_url_message(exc)) from None
+
+
 def _log_config(level: str) -> dict[str, Any]:
     """Uvicorn's logging setup, plus maquina_nb's loggers on its console handler."""
     import copy
@@ -169,6 +188,7 @@ def serve(
 
     Raises:
         ConfigurationError: see :func:`check_bind` and :func:`bind_listener`.
+        StoreError: the database URL cannot be read.
     """
     import uvicorn
 
@@ -180,6 +200,7 @@ def serve(
     from maquina_nb.server.app import create_app
 
     check_bind(host, token)
+    _check_db_url(db_url)
     # A server has no terminal to draw tqdm bars on; the WebSocket shows progress.
     os.environ.setdefault("MAQUINA_NB_PROGRESS", "0")
     # On loopback the loopback names are always answered (and, unless more are
