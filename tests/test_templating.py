@@ -263,6 +263,27 @@ def test_syntax_error_names_the_line() -> None:
         find_variables("fine\n{{ broken ")
 
 
+@pytest.mark.parametrize("read", [find_variables, lambda t: render(t, {})])
+def test_a_spaced_column_name_gets_the_row_advice(read: object) -> None:
+    with pytest.raises(TemplateError) as caught:
+        read("Rate {{ my  col }} please")  # type: ignore[operator]
+
+    message = str(caught.value)
+    assert "{{ row['my col'] }}" in message
+    assert "raw" not in message
+
+
+def test_a_spaced_column_name_renders_through_row() -> None:
+    items = build_items("{{ row['my col'] }}", over=pd.DataFrame({"my col": ["x"]}))
+
+    assert items[0].messages[0]["content"] == "x"
+
+
+def test_other_syntax_errors_keep_the_literal_braces_advice() -> None:
+    with pytest.raises(TemplateError, match="raw"):
+        find_variables("{{ a + }}")
+
+
 def test_over_rows_may_be_mappings() -> None:
     items = build_items("{{ a }}-{{ b }}", over=[{"a": 1, "b": 2}, {"a": 3}])
 

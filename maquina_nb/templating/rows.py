@@ -18,16 +18,13 @@ from typing import Any
 from maquina_nb._redact import get_logger
 from maquina_nb.errors import TemplateError
 from maquina_nb.templating.prompts import TemplateItem, render_unit
-from maquina_nb.templating.sandbox import render
+from maquina_nb.templating.sandbox import ROW_NAME, render
 from maquina_nb.templating.values import clean_text, is_missing, to_json_value
 from maquina_nb.templating.variables import check_columns
 
 __all__ = ["ROW_NAME", "render_rows"]
 
 logger = get_logger(__name__)
-
-#: The name under which a template sees the whole row (``{{ row["my col"] }}``).
-ROW_NAME = "row"
 
 
 def render_rows(

@@ -11,6 +11,7 @@ and time of one render. :func:`render` turns whatever goes wrong into one
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +30,7 @@ from maquina_nb.templating.values import is_missing
 if TYPE_CHECKING:
     import jinja2
 
-__all__ = ["get_environment", "is_plain", "render"]
+__all__ = ["ROW_NAME", "get_environment", "is_plain", "render", "syntax_error"]
 
 _env: jinja2.Environment | None = None
 
@@ -91,11 +92,36 @@ def _compile(source: str) -> jinja2.Template:
     try:
         return get_environment().from_string(source)
     except jinja2.TemplateSyntaxError as exc:
-        raise TemplateError(
-            f"The prompt template has a syntax error on line {exc.lineno}: "
-            f"{exc.message}. Write literal '{{{{' as {{{{ '{{{{' }}}}, or wrap the "
-            "text in {% raw %}…{% endraw %}."
-        ) from exc
+        raise syntax_error(source, exc) from exc
+
+
+#: The name under which a template sees the whole row (``{{ row["my col"] }}``).
+ROW_NAME = "row"
+
+# ``{{ my col }}``: names apart by spaces, nothing else, inside one expression.
+_SPACED_NAME = re.compile(r"\{\{-?\s*([A-Za-z_]\w*(?:[ \t]+[A-Za-z_]\w*)+)\s*-?\}\}")
+
+
+def syntax_error(source: str, exc: jinja2.TemplateSyntaxError) -> TemplateError:
+    """Return the error for a template that does not parse, with the likely fix.
+
+    A column name with spaces (``{{ my col }}``) is the common slip; otherwise
+    the usual cause is literal braces meant as text.
+    """
+    where = (
+        f"The prompt template has a syntax error on line {exc.lineno}: {exc.message}"
+    )
+    spaced = _SPACED_NAME.search(source)
+    if spaced is not None:
+        name = " ".join(spaced.group(1).split())
+        return TemplateError(
+            f"{where}. A column whose name has spaces is read as "
+            f"{{{{ {ROW_NAME}[{name!r}] }}}}, not {{{{ {name} }}}}."
+        )
+    return TemplateError(
+        f"{where}. Write literal '{{{{' as {{{{ '{{{{' }}}}, or wrap the text in "
+        "{% raw %}…{% endraw %}."
+    )
 
 
 def is_plain(source: str) -> bool:

@@ -12,7 +12,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from maquina_nb.errors import TemplateError
-from maquina_nb.templating.sandbox import get_environment, is_plain
+from maquina_nb.templating.sandbox import get_environment, is_plain, syntax_error
 
 __all__ = ["check_columns", "check_namespace", "find_all_variables", "find_variables"]
 
@@ -31,10 +31,7 @@ def find_variables(source: str) -> set[str]:
     try:
         parsed = get_environment().parse(source)
     except jinja2.TemplateSyntaxError as exc:
-        raise TemplateError(
-            f"The prompt template has a syntax error on line {exc.lineno}: "
-            f"{exc.message}. Wrap literal text in {{% raw %}}…{{% endraw %}}."
-        ) from exc
+        raise syntax_error(source, exc) from exc
     return set(meta.find_undeclared_variables(parsed))
 
 
