@@ -200,12 +200,14 @@ class RemoteModel(BaseAIModel):
         raw, source = self._find_key()
         if raw is None or not raw.strip():
             if not self.needs_key:
-                return KeyInfo(source, "ok", "no key needed")
+                return KeyInfo(
+                    source, "ok", "no key needed; --live (live=True) checks the server"
+                )
             if source is None and self.key_env and not self._env_key_allowed():
                 return KeyInfo(source, "missing", self._withheld_key_message())
             return KeyInfo(source, "missing", f"set {source or 'api_key'}")
         try:
-            clean_key(
+            key = clean_key(
                 raw,
                 source=source or "settings",
                 provider=self.provider,
@@ -213,7 +215,18 @@ class RemoteModel(BaseAIModel):
             )
         except ProviderError as exc:
             return KeyInfo(source, "malformed", str(exc))
+        problem = self._key_shape_problem(key or "", source or "api_key")
+        if problem is not None:
+            return KeyInfo(source, "malformed", problem)
         return KeyInfo(source, "ok")
+
+    def _key_shape_problem(self, key: str, source: str) -> str | None:
+        """Say why ``key`` cannot be this provider's, or ``None`` if it may be.
+
+        Only the provider's own service is held to its key format: a proxy or a
+        gateway at another base URL may use keys of any shape.
+        """
+        return None
 
     def _api_key(self) -> str | None:
         raw, source = self._find_key()

@@ -72,6 +72,15 @@ class ClaudeModel(RemoteModel):
             )
         return client
 
+    def _key_shape_problem(self, key: str, source: str) -> str | None:
+        """Anthropic's keys start with ``sk-ant-``; an OpenAI key is a likely mix-up."""
+        if self.base_url != self.default_base_url or key.startswith("sk-ant-"):
+            return None
+        return (
+            f"The key in {source} does not look like an Anthropic key (those start with "
+            "sk-ant-); check that it is not another provider's key."
+        )
+
     def _map_errors(self) -> Any:
         return map_anthropic_errors(
             provider=self.provider,

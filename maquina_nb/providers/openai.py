@@ -102,6 +102,17 @@ class OpenAIModel(RemoteModel):
         # The SDK refuses to start without a key; local servers ignore it.
         return "not-needed"
 
+    def _key_shape_problem(self, key: str, source: str) -> str | None:
+        """An Anthropic key (``sk-ant-``) sent to OpenAI is a likely mix-up."""
+        if self.provider != "openai" or self.base_url != self.default_base_url:
+            return None
+        if not key.startswith("sk-ant-"):
+            return None
+        return (
+            f"The key in {source} looks like an Anthropic key (sk-ant-), not an OpenAI "
+            "one; check that OPENAI_API_KEY holds the OpenAI key."
+        )
+
     def _map_errors(self) -> Any:
         return map_openai_errors(
             provider=self.provider,

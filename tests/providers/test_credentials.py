@@ -242,3 +242,45 @@ def test_check_credentials_reports_each_state(monkeypatch: pytest.MonkeyPatch) -
     assert "0123456789" not in live.to_string()
     # Only the live check for good and bad reached the server, once each.
     assert sorted(r.path for r in fake.requests) == ["/v1/models", "/v1/models"]
+
+
+@pytest.mark.parametrize(
+    ("variable", "spec", "wrong", "hint"),
+    [
+        ("ANTHROPIC_API_KEY", "claude", "sk-proj-" + "A" * 24, "start with sk-ant-"),
+        (
+            "OPENAI_API_KEY",
+            "gpt-4o",
+            "sk-ant-api03-" + "A" * 24,
+            "looks like an Anthropic key",
+        ),
+    ],
+)
+def test_the_check_spots_another_providers_key(
+    monkeypatch: pytest.MonkeyPatch, variable: str, spec: str, wrong: str, hint: str
+) -> None:
+    for name in ("ANTHROPIC_BASE_URL", "OPENAI_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(variable, wrong)
+
+    report = check_credentials([spec]).iloc[0]
+
+    assert report["status"] == "malformed"
+    assert hint in report["detail"]
+    assert wrong not in report["detail"]
+
+
+def test_a_gateway_may_use_keys_of_any_shape(
+    fake: FakeLLMServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "gateway-token-" + "B" * 20)
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", fake.anthropic_base_url)
+
+    assert check_credentials(["claude"]).iloc[0]["status"] == "ok"
+
+
+def test_a_keyless_local_model_says_the_server_was_not_checked() -> None:
+    report = check_credentials(["ollama:llama3.1"]).iloc[0]
+
+    assert report["status"] == "ok"
+    assert "--live" in report["detail"]
