@@ -215,7 +215,11 @@ def _read_frame(
 def responses_frame(
     engine: Engine, run_id: str | None = None, *, audit: bool = False
 ) -> pd.DataFrame:
-    """Return responses, one row each, ordered by run, item, sample and model.
+    """Return responses, one row each, in a stable order.
+
+    Rows come by run, then item, then model in the order the run was given its
+    models (models it does not list follow, by name), then sample, then id
+    (time order); never in the order the answers happened to finish.
 
     Args:
         engine: The database.
@@ -270,6 +274,7 @@ def responses_frame(
     if run_id is not None:
         stmt = stmt.where(r.run_id == run_id)
     frame = _read_frame(engine, columns, stmt)
+    frame = _in_model_order(frame, _models_of_runs(engine, run_id))
     if audit:
         # Beside the answer it is for; the audit columns stay last.
         frame.insert(
@@ -278,6 +283,73 @@ def responses_frame(
             _last_user_turns(frame["messages"]),
         )
     return frame
+
+
+def _models_of_runs(engine: Engine, run_id: str | None) -> dict[str, list[str]]:
+    """The model specs of each run (of ``run_id`` only, when given), as given."""
+    c = _RUNS.c
+    stmt = select(c.id, c.models)
+    if run_id is not None:
+        stmt = stmt.where(c.id == run_id)
+    with engine.connect() as connection:
+        rows = connection.execute(stmt).all()
+    return {
+        run: [str(spec) for spec in models] if isinstance(models, list) else []
+        for run, models in rows
+    }
+
+
+def _in_model_order(
+    frame: pd.DataFrame, models_of: dict[str, list[str]]
+) -> pd.DataFrame:
+    """Reorder each item's rows by the run's model order, then sample, then id.
+
+    ``frame`` arrives ordered by run, item, sample and id (what the index
+    serves); only the model's place inside an item needs the run's model list.
+    """
+    import numpy as np
+    import pandas as pd
+
+    if len(frame) < 2:
+        return frame
+
+    # Step 1: each row's run (in query order) and its model's place in that run.
+    run_codes, runs = pd.factorize(frame["run_id"])
+    specs = frame["model_spec"].cat
+    labels = [str(label) for label in specs.categories]
+    place = np.empty((len(runs), len(labels) + 1), dtype=np.int64)
+    for row, run in enumerate(runs):
+        given = {spec: n for n, spec in enumerate(models_of.get(str(run), []))}
+        # Models the run does not list follow, by name (categories are sorted);
+        # a row without a model spec (code -1) takes the last column.
+        place[row, :-1] = [
+            given.get(label, len(given) + k) for k, label in enumerate(labels)
+        ]
+        place[row, -1] = len(given) + len(labels)
+    positions = place[run_codes, specs.codes.to_numpy()]
+
+    # Step 2: sort by run, item, model place and sample, the query's id order
+    # breaking ties; a frame already in that order is returned as it is.
+    items = frame["item_index"].to_numpy(dtype=np.int64, na_value=-1)
+    samples = frame["sample_index"].to_numpy(dtype=np.int64, na_value=-1)
+    keys = (run_codes, items, positions, samples)
+    if _ascending(keys):
+        return frame
+    order = np.lexsort((np.arange(len(frame)), *reversed(keys)))
+    return frame.take(order).reset_index(drop=True)
+
+
+def _ascending(keys: Sequence[np.ndarray[Any, Any]]) -> bool:
+    """Whether consecutive rows are in lexicographic order of ``keys``."""
+    import numpy as np
+
+    first = keys[0]
+    decided = np.zeros(len(first) - 1, dtype=bool)
+    tied = np.ones(len(first) - 1, dtype=bool)
+    for key in keys:
+        decided |= tied & (key[1:] > key[:-1])
+        tied &= key[1:] == key[:-1]
+    return bool((decided | tied).all())
 
 
 def _last_user_turns(conversations: pd.Series) -> pd.Series:

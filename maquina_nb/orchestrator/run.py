@@ -279,7 +279,9 @@ class Run:
         """Return one row per response, as stored.
 
         The frame is the database export (``Repository.responses_frame``), so
-        a run read back later gives the same frame. Columns, in order:
+        a run read back later gives the same frame. Rows come by item, then
+        model in the order the run was given them, then sample (never in the
+        order the answers finished). Columns, in order:
         ``response_id``, ``run_id`` (str); ``item_index``, ``sample_index``
         (Int64); ``model_spec``, ``provider``, ``model_id``, ``status``
         (category); ``text`` (str; partial text on cancelled rows);

@@ -400,6 +400,53 @@ def test_feedback_and_decision_frames(repo: Repository) -> None:
     assert decisions["details"].tolist() == [{"votes": 2}, {}]
 
 
+def _order(
+    frame: pd.DataFrame, names: dict[str, str]
+) -> list[tuple[str, int, str, int]]:
+    return [
+        (names[run], int(item), str(spec), int(sample))
+        for run, item, spec, sample in zip(
+            frame["run_id"],
+            frame["item_index"],
+            frame["model_spec"],
+            frame["sample_index"],
+            strict=True,
+        )
+    ]
+
+
+def test_responses_frame_follows_the_given_model_order_not_finish_order(
+    repo: Repository,
+) -> None:
+    # Stored in the order the answers finished: the run's second model first.
+    first = _add_run(repo, models=["zeta", "alpha"], samples=2)
+    finished = [
+        (1, "alpha", 0), (0, "alpha", 1), (0, "zeta", 1), (0, "alpha", 0),
+        (1, "zeta", 0), (0, "zeta", 0), (0, "legacy", 0),
+    ]  # fmt: skip
+    repo.add_responses(
+        [_response(first, item, spec, sample_index=s) for item, spec, s in finished]
+    )
+    second = _add_run(repo, models=["alpha", "zeta"])
+    repo.add_responses([_response(second, 0, "zeta"), _response(second, 0, "alpha")])
+
+    # Item, then the models as given (unlisted ones after), then sample.
+    names = {first: "first", second: "second"}
+    expected_first = [
+        ("first", 0, "zeta", 0), ("first", 0, "zeta", 1), ("first", 0, "alpha", 0),
+        ("first", 0, "alpha", 1), ("first", 0, "legacy", 0), ("first", 1, "zeta", 0),
+        ("first", 1, "alpha", 0),
+    ]  # fmt: skip
+    assert _order(repo.responses_frame(first), names) == expected_first
+    assert _order(repo.responses_frame(first, audit=True), names) == expected_first
+    assert _order(repo.responses_frame(), names) == [
+        *expected_first,
+        ("second", 0, "alpha", 0),
+        ("second", 0, "zeta", 0),
+    ]
+    assert list(repo.responses_frame(first).index) == list(range(7))
+
+
 def test_comparison_frame_is_items_by_models(repo: Repository) -> None:
     run_id, _ = _filled(repo)
     wide = repo.comparison_frame(run_id)

@@ -118,6 +118,31 @@ def test_to_pandas_has_the_documented_columns_and_dtypes(db_url: str) -> None:
     assert set(frame["run_id"]) == {run.id}
 
 
+def test_to_pandas_lists_models_in_the_given_order_not_finish_order(
+    db_url: str,
+) -> None:
+    # The first model answers last, so finish order and model order differ.
+    slow, fast = ScriptedModel("slow", delay=0.3), ScriptedModel("fast")
+    run = orchestrate(["p", "q"], [slow, fast], samples=2, db=db_url)
+
+    frame = run.to_pandas()
+    rows = list(
+        zip(
+            frame["item_index"],
+            frame["model_spec"].astype(str),
+            frame["sample_index"],
+            strict=True,
+        )
+    )
+    assert rows == [
+        (item, spec, sample)
+        for item in (0, 1)
+        for spec in ("custom:slow", "custom:fast")
+        for sample in (0, 1)
+    ]
+    assert frame["created_at"].iloc[0] > frame["created_at"].iloc[2]
+
+
 def test_multi_turn_frame_shows_the_conversation(db_url: str) -> None:
     model = ScriptedModel("m")
     question = {"turns": ["Write a poem.", "Now shorter."]}
