@@ -85,9 +85,37 @@ def run_sync(coro: Coroutine[Any, Any, T], *, timeout: float | None = None) -> T
             "coroutine instead."
         )
 
-    # The wrapper tells us when the coroutine has really finished its cleanup;
-    # a cancelled concurrent future reports "done" before the task unwinds.
+    # The future exists before anything is scheduled, so an interrupt landing
+    # anywhere below can cancel the work; `finished` says when the coroutine
+    # has really finished its cleanup (a cancelled future reports "done" first).
+    future: concurrent.futures.Future[T] = concurrent.futures.Future()
     finished = threading.Event()
+    scheduled = False
+    try:
+        _schedule(coro, future, finished)
+        scheduled = True
+        return future.result(timeout=timeout)
+    except KeyboardInterrupt:
+        logger.debug("interrupt received; cancelling the background call")
+        future.cancel()
+        if scheduled:
+            finished.wait(timeout=_CANCEL_GRACE_S)
+        raise
+
+
+def _schedule(
+    coro: Coroutine[Any, Any, T],
+    future: concurrent.futures.Future[T],
+    finished: threading.Event,
+) -> None:
+    """Run ``coro`` on the background loop, reporting into ``future``.
+
+    Like :func:`asyncio.run_coroutine_threadsafe`, except that the caller
+    holds the future before the coroutine is scheduled: cancelling it before
+    the coroutine starts means it never runs, and after that cancels its task.
+    ``finished`` is set once the coroutine has returned or never will run.
+    """
+    loop = get_loop()
 
     async def _tracked() -> T:
         try:
@@ -95,11 +123,31 @@ def run_sync(coro: Coroutine[Any, Any, T], *, timeout: float | None = None) -> T
         finally:
             finished.set()
 
-    future = submit(_tracked())
-    try:
-        return future.result(timeout=timeout)
-    except KeyboardInterrupt:
-        logger.debug("interrupt received; cancelling the background call")
-        future.cancel()
-        finished.wait(timeout=_CANCEL_GRACE_S)
-        raise
+    def _report(task: asyncio.Task[T]) -> None:
+        if task.cancelled():
+            future.cancel()
+            return
+        error = task.exception()
+        if not future.set_running_or_notify_cancel():
+            return  # cancelled by the caller meanwhile
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(task.result())
+
+    def _begin() -> None:
+        if future.cancelled():
+            coro.close()
+            finished.set()
+            return
+        task = loop.create_task(_tracked())
+        task.add_done_callback(_report)
+
+        def _cancel_task(done: concurrent.futures.Future[T]) -> None:
+            if done.cancelled():
+                loop.call_soon_threadsafe(task.cancel)
+
+        # Called at once if the caller cancelled since the check above.
+        future.add_done_callback(_cancel_task)
+
+    loop.call_soon_threadsafe(_begin)

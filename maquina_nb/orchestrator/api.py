@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from maquina_nb._loop import in_background_loop, submit
 from maquina_nb._redact import get_logger
-from maquina_nb.orchestrator.engine import MultiModelOrchestrator
+from maquina_nb.orchestrator.engine import MultiModelOrchestrator, interrupt_error
 from maquina_nb.orchestrator.run import last_run
 
 if TYPE_CHECKING:
@@ -173,26 +173,32 @@ def orchestrate(
             their partial text and finished ones are kept first; the cancelled
             :class:`Run` is on the exception's ``run`` attribute and in
             :func:`last_run`. Its message says how many responses finished,
-            and its traceback ends at this call.
+            and its traceback ends at this call. Interrupted before the run
+            started (while planning or recording it), nothing is stored and
+            ``run`` is ``None``.
     """
-    orchestrator, plan = _prepare(
-        prompt,
-        models,
-        over=over,
-        namespace=namespace if namespace is not None else _caller_namespace(1),
-        system=system,
-        samples=samples,
-        temperature=temperature,
-        max_tokens=max_tokens,
-        db=db,
-        concurrency=concurrency,
-        cache=cache,
-        replay_only=replay_only,
-        max_cost=max_cost,
-        timeout=timeout,
-        stream=stream,
-        on_event=on_event,
-    )
+    try:
+        orchestrator, plan = _prepare(
+            prompt,
+            models,
+            over=over,
+            namespace=namespace if namespace is not None else _caller_namespace(1),
+            system=system,
+            samples=samples,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            db=db,
+            concurrency=concurrency,
+            cache=cache,
+            replay_only=replay_only,
+            max_cost=max_cost,
+            timeout=timeout,
+            stream=stream,
+            on_event=on_event,
+        )
+    except KeyboardInterrupt:
+        # Planning stores nothing: say so instead of showing where it stopped.
+        raise interrupt_error(None) from None
 
     try:
         return orchestrator.run_plan(plan, name=name, tags=tags)

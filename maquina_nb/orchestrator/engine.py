@@ -47,11 +47,20 @@ if TYPE_CHECKING:
     from maquina_nb.db import Repository
     from maquina_nb.providers.base import BaseAIModel
 
-__all__ = ["MultiModelOrchestrator", "cancel_message", "open_repository"]
+__all__ = [
+    "MultiModelOrchestrator",
+    "cancel_message",
+    "interrupt_error",
+    "open_repository",
+]
 
 logger = get_logger(__name__)
 
 _CACHE_LOOKUP_CHUNK = 500
+
+# Clean-ups that outlive the cancelled call that started them (asyncio keeps
+# only weak references to tasks).
+_CLEANUPS: set[asyncio.Task[None]] = set()
 
 
 def open_repository(db: Any = None) -> Repository:
@@ -95,6 +104,13 @@ def cancel_message(run: Run | None, stored_in: str | None = None) -> str:
         f"Run {run.id} cancelled after {finished} of {len(run.responses)} "
         f"responses; the finished ones are stored in {where}maquina_nb.last_run()."
     )
+
+
+def interrupt_error(run: Run | None) -> KeyboardInterrupt:
+    """Return the interrupt to raise for ``run``: its message, and the run on ``.run``."""
+    interrupt = KeyboardInterrupt(cancel_message(run))
+    interrupt.run = run  # type: ignore[attr-defined]
+    return interrupt
 
 
 def _check_one_system_prompt(plan: Plan) -> None:
@@ -296,22 +312,7 @@ class MultiModelOrchestrator:
         """
         tags = normalize_tags(tags)
         self.preflight(plan)
-        run_id = await asyncio.to_thread(
-            self.repository.add_run,
-            name=name or "",
-            template=plan.template,
-            system_prompt=plan.system,
-            models=list(plan.models),
-            parameters={k: v for k, v in plan.parameters.items()},
-            tags=tags,
-            item_count=len(plan.items),
-            samples=plan.samples,
-            status="running",
-            estimated_cost_usd=plan.estimated_cost_usd,
-            max_cost_usd=self.max_cost,
-            notebook_path=os.environ.get("JPY_SESSION_NAME") or None,
-            metadata=dict(metadata) if metadata else None,
-        )
+        run_id = await self._record_run(plan, name=name, tags=tags, metadata=metadata)
         execution = Execution(self, plan, run_id, name)
         try:
             return await execution.run()
@@ -319,6 +320,69 @@ class MultiModelOrchestrator:
             if _interrupted is not None:
                 _interrupted.run = execution.result
             raise
+
+    async def _record_run(
+        self,
+        plan: Plan,
+        *,
+        name: str | None,
+        tags: Sequence[str],
+        metadata: Mapping[str, Any] | None,
+    ) -> str:
+        """Store the run as ``running`` and return its id.
+
+        The insert runs in a worker thread, which a cancellation cannot stop.
+        When the caller is cancelled before it has the id, the row is deleted
+        as soon as the insert lands, so an interrupted start leaves no run
+        rather than a ``running`` one that nothing will ever finish.
+        """
+        adding = asyncio.ensure_future(
+            asyncio.to_thread(
+                self.repository.add_run,
+                name=name or "",
+                template=plan.template,
+                system_prompt=plan.system,
+                models=list(plan.models),
+                parameters=dict(plan.parameters),
+                tags=tags,
+                item_count=len(plan.items),
+                samples=plan.samples,
+                status="running",
+                estimated_cost_usd=plan.estimated_cost_usd,
+                max_cost_usd=self.max_cost,
+                notebook_path=os.environ.get("JPY_SESSION_NAME") or None,
+                metadata=dict(metadata) if metadata else None,
+            )
+        )
+        try:
+            return await asyncio.shield(adding)
+        except asyncio.CancelledError:
+            forgetting = asyncio.ensure_future(self._forget_run(adding))
+            _CLEANUPS.add(forgetting)
+            forgetting.add_done_callback(_CLEANUPS.discard)
+            # Awaited within the caller's grace period (the user then sees a
+            # settled database); a slower insert is still undone afterwards.
+            await asyncio.shield(forgetting)
+            raise
+
+    async def _forget_run(self, adding: asyncio.Future[str]) -> None:
+        """Delete the run that ``adding`` stores, once it is stored."""
+        try:
+            run_id = await adding
+        except Exception:
+            logger.debug("the cancelled run was never stored", exc_info=True)
+            return
+
+        try:
+            await asyncio.to_thread(self.repository.delete_run, run_id)
+        except Exception:
+            logger.warning(
+                "could not delete run %s, cancelled before it started; "
+                "Repository.delete_run(%r) removes it",
+                run_id,
+                run_id,
+                exc_info=True,
+            )
 
     def run(self, prompt: Any, **options: Any) -> Run:
         """Plan and run, waiting for the result (safe inside a running kernel).
@@ -363,9 +427,7 @@ class MultiModelOrchestrator:
             # A fresh interrupt raised here: the frames of the wait on the
             # background loop say nothing to the user. Scripts still stop as
             # usual, and the partial run rides along.
-            interrupt = KeyboardInterrupt(cancel_message(interrupted.run))
-            interrupt.run = interrupted.run  # type: ignore[attr-defined]
-            raise interrupt from None
+            raise interrupt_error(interrupted.run) from None
 
     async def arun(self, prompt: Any, **options: Any) -> Run:
         """Plan and execute on the current loop (see :meth:`plan` for options)."""
