@@ -21,14 +21,15 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from maquina_nb.analysis.judge import Grade, Judge, PairJudgment
-    from maquina_nb.db import ModelResponse, Repository
+    from maquina_nb.db import Decision, ModelResponse, Repository
 
 __all__ = ["judge_stored_run", "resolve_run"]
 
 logger = get_logger(__name__)
 
-# The columns of the rule-based decision frames (decisions.py), plus the stored id.
-_COLUMNS = (*DECISION_COLUMNS, "decision_id")
+# The columns of the rule-based decision frames (decisions.py), plus the stored
+# id and whether the row is an earlier decision kept instead of asking again.
+_COLUMNS = (*DECISION_COLUMNS, "decision_id", "reused")
 
 
 def resolve_run(run: Any, repository: Repository | None) -> tuple[str, Repository]:
@@ -88,8 +89,13 @@ def judge_stored_run(
     reference: str | None,
     sample_index: int,
     record_votes: bool,
+    rejudge: bool = False,
 ) -> pd.DataFrame:
-    """Judge every item of a stored run and record one decision per item."""
+    """Judge every item of a stored run and record one decision per item.
+
+    Items this judge already decided with the same settings over the same
+    responses keep that decision (``reused``) unless ``rejudge``.
+    """
     import pandas as pd
 
     run_id, repository = resolve_run(run, repository)
@@ -100,55 +106,150 @@ def judge_stored_run(
         responses.sort(
             key=lambda r: (order.get(r.model_spec, len(order)), r.model_spec)
         )
+    settings = {**judge.details(), "reference": reference}
 
-    # Ask every question of the judge at once, concurrency-bounded.
-    rows: list[dict[str, Any]] = []
+    # Decisions this judge already stored are kept, not asked (and paid) again.
+    earlier = (
+        {} if rejudge else _earlier_decisions(stored.decisions, judge, settings, items)
+    )
+    rows = {
+        item_index: _reused_row(run_id, decision, items[item_index])
+        for item_index, decision in earlier.items()
+    }
+    if earlier:
+        logger.info(
+            "judge %s: kept its earlier decisions on %d of %d items of run %s "
+            "(rejudge=True asks again)",
+            judge.spec,
+            len(earlier),
+            len(items),
+            run_id,
+        )
+    to_judge = {i: r for i, r in items.items() if i not in earlier}
+
+    # Ask every remaining question of the judge at once, concurrency-bounded.
     if judge.mode == "single":
-        tasks = [
-            (prompt_text(r.messages), r.text or "", _reference(r, reference))
-            for responses in items.values()
-            for r in responses
-        ]
-        grades = run_sync(judge.agrade_many(tasks))
-        cursor = iter(grades)
-        for item_index, responses in items.items():
-            item_grades = [next(cursor) for _ in responses]
-            rows.append(
-                _decide_single(
-                    repository, judge, run_id, item_index, responses, item_grades
-                )
-            )
+        rows.update(
+            _judge_single(repository, judge, settings, run_id, to_judge, reference)
+        )
     else:
-        pairs = {
-            item_index: list(itertools.combinations(responses, 2))
-            for item_index, responses in items.items()
-        }
-        tasks_pw = [
-            (
-                shared_prompt(a.messages, b.messages, a.variables),
-                a.text or "",
-                b.text or "",
-                _reference(a, reference),
+        rows.update(
+            _judge_pairwise(
+                repository, judge, settings, run_id, to_judge, reference, record_votes
             )
-            for item_pairs in pairs.values()
-            for a, b in item_pairs
-        ]
-        judgments = run_sync(judge.acompare_many(tasks_pw))
-        cursor_pw = iter(judgments)
-        for item_index, item_pairs in pairs.items():
-            results = [(a, b, next(cursor_pw)) for a, b in item_pairs]
-            if record_votes:
-                _record_votes(repository, judge, run_id, item_index, results)
-            rows.append(
-                _decide_pairwise(
-                    repository, judge, run_id, item_index, items[item_index], results
-                )
-            )
+        )
 
-    logger.info("judge %s decided %d items of run %s", judge.spec, len(rows), run_id)
-    frame = pd.DataFrame(rows, columns=list(_COLUMNS))
+    logger.info(
+        "judge %s decided %d items of run %s", judge.spec, len(to_judge), run_id
+    )
+    frame = pd.DataFrame([rows[i] for i in sorted(rows)], columns=list(_COLUMNS))
     frame["item_index"] = frame["item_index"].astype("Int64")
+    frame["reused"] = frame["reused"].astype(bool)
     return frame
+
+
+def _judge_single(
+    repository: Repository,
+    judge: Judge,
+    settings: dict[str, Any],
+    run_id: str,
+    items: dict[int, list[ModelResponse]],
+    reference: str | None,
+) -> dict[int, dict[str, Any]]:
+    """Grade every response of ``items``; decide and store each item."""
+    tasks = [
+        (prompt_text(r.messages), r.text or "", _reference(r, reference))
+        for responses in items.values()
+        for r in responses
+    ]
+    grades = iter(run_sync(judge.agrade_many(tasks)))
+    rows: dict[int, dict[str, Any]] = {}
+    for item_index, responses in items.items():
+        item_grades = [next(grades) for _ in responses]
+        rows[item_index] = _decide_single(
+            repository, judge, settings, run_id, item_index, responses, item_grades
+        )
+    return rows
+
+
+def _judge_pairwise(
+    repository: Repository,
+    judge: Judge,
+    settings: dict[str, Any],
+    run_id: str,
+    items: dict[int, list[ModelResponse]],
+    reference: str | None,
+    record_votes: bool,
+) -> dict[int, dict[str, Any]]:
+    """Compare every pair of responses of ``items``; decide and store each item."""
+    pairs = {
+        item_index: list(itertools.combinations(responses, 2))
+        for item_index, responses in items.items()
+    }
+    tasks = [
+        (
+            shared_prompt(a.messages, b.messages, a.variables),
+            a.text or "",
+            b.text or "",
+            _reference(a, reference),
+        )
+        for item_pairs in pairs.values()
+        for a, b in item_pairs
+    ]
+    judgments = iter(run_sync(judge.acompare_many(tasks)))
+    rows: dict[int, dict[str, Any]] = {}
+    for item_index, item_pairs in pairs.items():
+        results = [(a, b, next(judgments)) for a, b in item_pairs]
+        if record_votes:
+            _record_votes(repository, judge, run_id, item_index, results)
+        rows[item_index] = _decide_pairwise(
+            repository, judge, settings, run_id, item_index, items[item_index], results
+        )
+    return rows
+
+
+def _earlier_decisions(
+    decisions: Sequence[Decision],
+    judge: Judge,
+    settings: dict[str, Any],
+    items: dict[int, list[ModelResponse]],
+) -> dict[int, Decision]:
+    """The latest stored decision per item by this judge, settings and responses."""
+    found: dict[int, Decision] = {}
+    for decision in sorted(decisions, key=lambda d: (d.created_at, d.id)):
+        responses = items.get(decision.item_index)
+        if responses is None:
+            continue
+        if decision.strategy != "judge" or decision.decided_by != judge.spec:
+            continue
+        details = decision.details or {}
+        if any(details.get(key) != value for key, value in settings.items()):
+            continue
+        # Both modes store a score for every response they weighed.
+        if set(details.get("scores") or {}) != {r.id for r in responses}:
+            continue
+        found[decision.item_index] = decision
+    return found
+
+
+def _reused_row(
+    run_id: str, decision: Decision, responses: list[ModelResponse]
+) -> dict[str, Any]:
+    specs = {r.id: r.model_spec for r in responses}
+    winner_id = decision.winner_response_id
+    return {
+        "run_id": run_id,
+        "item_index": decision.item_index,
+        "strategy": "judge",
+        "outcome": "winner" if winner_id else "tie",
+        "winner_response_id": winner_id,
+        "winner_model_spec": specs.get(winner_id) if winner_id else None,
+        "decided_by": decision.decided_by,
+        "rationale": decision.rationale,
+        "details": dict(decision.details or {}),
+        "decision_id": decision.id,
+        "reused": True,
+    }
 
 
 def _row(
@@ -156,10 +257,10 @@ def _row(
     run_id: str,
     item_index: int,
     outcome: str,
+    details: dict[str, Any],
     winner: ModelResponse | None = None,
     decision_id: str | None = None,
     rationale: str | None = None,
-    details: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     return {
         "run_id": run_id,
@@ -170,8 +271,9 @@ def _row(
         "winner_model_spec": winner.model_spec if winner is not None else None,
         "decided_by": judge.spec,
         "rationale": rationale,
-        "details": details if details is not None else judge.details(),
+        "details": details,
         "decision_id": decision_id,
+        "reused": False,
     }
 
 
@@ -199,16 +301,17 @@ def _record_decision(
         run_id,
         item_index,
         "winner" if winner else "tie",
+        details,
         winner,
         decision_id,
         rationale,
-        details,
     )
 
 
 def _decide_single(
     repository: Repository,
     judge: Judge,
+    settings: dict[str, Any],
     run_id: str,
     item_index: int,
     responses: list[ModelResponse],
@@ -223,6 +326,7 @@ def _decide_single(
             run_id,
             item_index,
             "undecided",
+            settings,
             rationale=grades[0].error if grades else None,
         )
 
@@ -235,7 +339,7 @@ def _decide_single(
         for r, g in zip(responses, grades, strict=True)
     )
     details = {
-        **judge.details(),
+        **settings,
         "scores": {r.id: g.score for r, g in zip(responses, grades, strict=True)},
         "models": {r.id: r.model_spec for r in responses},
         "errors": {
@@ -251,6 +355,7 @@ def _decide_single(
 def _decide_pairwise(
     repository: Repository,
     judge: Judge,
+    settings: dict[str, Any],
     run_id: str,
     item_index: int,
     responses: list[ModelResponse],
@@ -262,12 +367,13 @@ def _decide_pairwise(
             run_id,
             item_index,
             "none",
+            settings,
             rationale="fewer than two usable responses",
         )
     decided = [(a, b, j) for a, b, j in results if j.outcome is not None]
     if not decided:
         error = next((j.forward.error or j.backward.error for _, _, j in results), None)
-        return _row(judge, run_id, item_index, "undecided", rationale=error)
+        return _row(judge, run_id, item_index, "undecided", settings, rationale=error)
 
     # Tally pairwise scores (a win 1, a tie 1/2); a unique leader wins the item.
     score: dict[str, float] = {r.id: 0.0 for r in responses}
@@ -288,7 +394,7 @@ def _decide_pairwise(
         for a, b, j in results
     )
     details = {
-        **judge.details(),
+        **settings,
         "comparisons": [
             {
                 "response_a": a.id,

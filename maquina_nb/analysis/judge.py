@@ -10,7 +10,8 @@ Pairwise comparisons are always asked in both orders, because judges prefer one
 position (Zheng et al. 2023, section 3.3). Only when both orders agree does one
 answer win; any disagreement counts as a tie. :func:`judge_run` applies a judge
 to a stored run and records one ``judge`` decision per item, with the judge's
-rationale, through the repository.
+rationale, through the repository; run again, it keeps the decisions it already
+made with the same settings instead of storing duplicates.
 """
 
 from __future__ import annotations
@@ -381,16 +382,29 @@ def judge_run(
     reference: str | None = None,
     sample_index: int = 0,
     record_votes: bool = True,
+    rejudge: bool = False,
 ) -> pd.DataFrame:
     """Let a judge pick the best response of every item of a stored run.
 
     Each item gets one ``decisions`` row with strategy ``judge``, ``decided_by``
     the judge's spec, the judge's replies as rationale, and the grades or
-    pairwise outcomes in ``details``. In pairwise mode every pair of models is
-    judged in both orders; a response wins an item when it has the most pairwise
-    wins (ties count half) and no other response has as many. With
-    ``record_votes``, each ordering is also stored as a pairwise vote by rater
-    ``judge:<spec>``, so position bias and judge-human agreement can be measured.
+    pairwise outcomes in ``details`` (with the judge's settings and
+    ``reference``). In pairwise mode every pair of models is judged in both
+    orders; a response wins an item when it has the most pairwise wins (ties
+    count half) and no other response has as many. With ``record_votes``, each
+    ordering is also stored as a pairwise vote by rater ``judge:<spec>``, so
+    position bias and judge-human agreement can be measured.
+
+    Calling it again is safe: an item this judge already decided, with the
+    same settings (spec, mode, rubric, criteria, system prompt, temperature,
+    ``max_tokens``, ``reference``) over the same responses, keeps its stored
+    decision. It is not asked again, costs nothing, records no new decision
+    or votes, and comes back with ``reused`` set; how many were kept is
+    logged at INFO. Items that were undecided, whose responses changed (say
+    another model in ``models``), or judged with other settings are asked.
+    ``rejudge=True`` asks every item again and stores the new decisions (and
+    votes) next to the earlier ones, for example to measure how consistent
+    the judge is. Two calls running at the same time may both judge an item.
 
     Args:
         run: a ``Run``, a run id, or an ``OrchestrationContext``.
@@ -401,6 +415,8 @@ def judge_run(
         reference: a variable of the run's items holding the expected answer.
         sample_index: which sample to judge when the run drew several.
         record_votes: store pairwise orderings as votes (pairwise mode only).
+        rejudge: ask the judge about every item, even those it already decided
+            with these settings.
 
     Returns:
         One row per item, with the columns of the rule-based decision frames
@@ -409,7 +425,8 @@ def judge_run(
         fewer than two responses qualified, or ``undecided`` when the judge
         failed or gave no readable verdict; only ``winner`` and ``tie`` are
         stored), ``winner_response_id``, ``winner_model_spec``, ``decided_by``,
-        ``rationale``, ``details``, and ``decision_id`` (the stored decision).
+        ``rationale``, ``details``, ``decision_id`` (the stored decision) and
+        ``reused`` (True where an earlier decision was kept instead of asking).
     """
     from maquina_nb.analysis._judging import judge_stored_run
 
@@ -421,4 +438,5 @@ def judge_run(
         reference=reference,
         sample_index=sample_index,
         record_votes=record_votes,
+        rejudge=rejudge,
     )

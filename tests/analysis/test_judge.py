@@ -409,3 +409,110 @@ def test_judge_run_on_a_run_object_uses_its_database(
 
     assert len(Repository.from_url(url).decisions_frame(run.id)) == 1
     assert not (tmp_path / "maquina.db").exists()  # type: ignore[operator]
+
+
+# --- judging a run again --------------------------------------------------------
+
+
+def test_judge_run_again_keeps_its_decisions_instead_of_storing_duplicates(
+    fake: FakeLLMServer, repository: object
+) -> None:
+    from maquina_nb.db.votes import votes_frame
+
+    fake.responder = _fair_judge
+    run_id, _ = _seed_run(
+        repository,
+        {"echo:good": ["Paris.", "Paris!"], "echo:bad": ["Lyon.", "Paris, of course."]},
+    )
+    first = judge_run(run_id, _judge(fake), repository=repository)  # type: ignore[arg-type]
+    asked = len(fake.requests_for())
+
+    again = judge_run(run_id, _judge(fake), repository=repository)  # type: ignore[arg-type]
+
+    assert len(fake.requests_for()) == asked  # the judge was not asked again
+    assert len(repository.decisions_frame(run_id)) == 2  # type: ignore[attr-defined]
+    assert len(votes_frame(repository, run_id)) == 4  # type: ignore[arg-type]
+    assert list(first["reused"]) == [False, False]
+    assert list(again["reused"]) == [True, True]
+    shared = [c for c in first.columns if c != "reused"]
+    pd.testing.assert_frame_equal(again[shared], first[shared])
+
+
+def test_judge_run_with_rejudge_asks_and_stores_again(
+    fake: FakeLLMServer, repository: object
+) -> None:
+    from maquina_nb.db.votes import votes_frame
+
+    fake.responder = _fair_judge
+    run_id, _ = _seed_run(repository, {"echo:a": ["Paris"], "echo:b": ["Rome"]})
+    first = judge_run(run_id, _judge(fake), repository=repository)  # type: ignore[arg-type]
+
+    again = judge_run(run_id, _judge(fake), repository=repository, rejudge=True)  # type: ignore[arg-type]
+
+    assert len(fake.requests_for()) == 4  # one pair, both orders, twice
+    assert list(again["reused"]) == [False]
+    assert again.loc[0, "decision_id"] != first.loc[0, "decision_id"]
+    assert len(repository.decisions_frame(run_id)) == 2  # type: ignore[attr-defined]
+    assert len(votes_frame(repository, run_id)) == 4  # type: ignore[arg-type]
+
+
+def test_judge_run_asks_again_when_settings_or_responses_differ(
+    fake: FakeLLMServer, repository: object
+) -> None:
+    fake.responder = lambda request: Reply(text="Fine. Rating: [[7]]")
+    run_id, _ = _seed_run(
+        repository, {"echo:a": ["Paris"], "echo:b": ["Rome"], "echo:c": ["Nice"]}
+    )
+    judge_run(run_id, _judge(fake, mode="single"), repository=repository)  # type: ignore[arg-type]
+    asked = len(fake.requests_for())  # three answers graded
+
+    calls = [
+        # Another criterion is another question.
+        {"judge": _judge(fake, mode="single", criteria="brevity")},
+        # So is grading against the expected answer.
+        {"judge": _judge(fake, mode="single"), "reference": "expected"},
+        # And another set of responses.
+        {"judge": _judge(fake, mode="single"), "models": ["echo:a", "echo:b"]},
+    ]
+    for options in calls:
+        result = judge_run(run_id, repository=repository, **options)  # type: ignore[arg-type]
+        assert list(result["reused"]) == [False], options
+
+    assert len(fake.requests_for()) == asked + 3 + 3 + 2
+    assert len(repository.decisions_frame(run_id)) == 4  # type: ignore[attr-defined]
+
+    # Each of those is now kept in turn.
+    for options in calls:
+        result = judge_run(run_id, repository=repository, **options)  # type: ignore[arg-type]
+        assert list(result["reused"]) == [True], options
+    assert len(fake.requests_for()) == asked + 8
+
+
+def test_judge_run_again_asks_only_the_items_left_undecided(
+    fake: FakeLLMServer, repository: object
+) -> None:
+    run_id, ids = _seed_run(
+        repository, {"echo:a": ["Paris", "Paris"], "echo:b": ["Rome", "Rome"]}
+    )
+
+    def rambles_on_item_1(request: object) -> Reply:
+        if "Question 1" in request.prompt:  # type: ignore[attr-defined]
+            return Reply(text="Hard to say.")
+        return _fair_judge(request)
+
+    fake.responder = rambles_on_item_1
+    first = judge_run(run_id, _judge(fake), repository=repository)  # type: ignore[arg-type]
+    assert list(first["outcome"]) == ["winner", "undecided"]
+
+    fake.responder = _fair_judge
+    asked = len(fake.requests_for())
+    again = judge_run(run_id, _judge(fake), repository=repository)  # type: ignore[arg-type]
+
+    assert [r.prompt for r in fake.requests_for()[asked:]] == [
+        r.prompt for r in fake.requests_for()[asked:] if "Question 1" in r.prompt
+    ]
+    assert len(fake.requests_for()) == asked + 2
+    assert list(again["reused"]) == [True, False]
+    assert list(again["outcome"]) == ["winner", "winner"]
+    assert list(again["winner_response_id"]) == [ids[(0, "echo:a")], ids[(1, "echo:a")]]
+    assert len(repository.decisions_frame(run_id)) == 2  # type: ignore[attr-defined]
