@@ -115,7 +115,9 @@ class RunTotals:
     cached: int
     truncated: int
     cost_usd: float | None
-    """Sum of known costs (cached answers cost 0); ``None`` when none is known."""
+    """Sum of known costs (cached answers cost 0); ``None`` when no cost is
+    known and some answered response has an unknown cost. A run with no
+    answered response (all failed, skipped or cancelled) costs 0."""
     cost_is_partial: bool
     """Some answered responses had an unknown cost."""
     input_tokens: int
@@ -140,7 +142,7 @@ class RunTotals:
         answered = 0
         cost = 0.0
         cost_known = False
-        cost_partial = False
+        cost_partial = False  # an answered response with an unknown cost
         input_tokens = output_tokens = 0
         latencies: list[float] = []
         for response in responses:
@@ -160,7 +162,8 @@ class RunTotals:
         return cls(
             responses=len(responses),
             answered=answered,
-            cost_usd=cost if cost_known else None,
+            # Nothing answered, nothing unpriced: that spent nothing, not "unknown".
+            cost_usd=cost if cost_known or not cost_partial else None,
             cost_is_partial=cost_partial and cost_known,
             input_tokens=input_tokens,
             output_tokens=output_tokens,
