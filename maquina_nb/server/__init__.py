@@ -1,4 +1,4 @@
-"""The REST and WebSocket API over runs (``pip install 'maquina-nb[server]'``).
+"""The REST and WebSocket API over runs (the ``server`` extra).
 
 ``maquina-nb serve`` starts it; :func:`create_app` builds it for uvicorn or a
 test client. FastAPI is imported only when :func:`create_app` is first used, so
@@ -27,7 +27,7 @@ def __getattr__(name: str) -> Any:
         from maquina_nb.errors import ConfigurationError
 
         raise ConfigurationError(
-            f"The server needs {exc.name!r}, which is not installed; run "
-            "pip install 'maquina-nb[server]'."
+            f"The server needs {exc.name!r}, which is not installed; install the "
+            "server extra (pip install -e '.[server]' in the maquina_nb checkout)."
         ) from exc
     return module.create_app

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from maquina_nb._redact import get_logger
 
 __all__ = [
+    "DEFAULT_MAX_ACTIVE_RUNS",
     "DEFAULT_MAX_BODY_BYTES",
     "LOOPBACK_HOSTS",
     "BodySizeLimitMiddleware",
@@ -37,6 +38,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 #: Default request body limit. The largest legitimate body is a run started over
 #: a few thousand DataFrame rows; a megabyte holds that with room to spare.
 DEFAULT_MAX_BODY_BYTES = 1_048_576
+#: Runs started over the API that may go on at once, by default.
+DEFAULT_MAX_ACTIVE_RUNS = 4
 
 #: Host header values accepted when the server listens on loopback. Checking the
 #: Host header defeats DNS rebinding: a web page that resolves its own name to

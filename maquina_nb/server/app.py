@@ -24,6 +24,7 @@ from maquina_nb._redact import get_logger, register_secret
 from maquina_nb.errors import StoreError
 from maquina_nb.server._hub import RunHub
 from maquina_nb.server._security import (
+    DEFAULT_MAX_ACTIVE_RUNS,
     DEFAULT_MAX_BODY_BYTES,
     LOOPBACK_HOSTS,
     BodySizeLimitMiddleware,
@@ -119,6 +120,7 @@ def create_app(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     allowed_hosts: Iterable[str] | None = None,
     allow_start_runs: bool = True,
+    max_active_runs: int | None = DEFAULT_MAX_ACTIVE_RUNS,
     poll_interval_s: float = 0.5,
     tail_max_s: float = 6 * 3600.0,
     max_pending_events: int = 10_000,
@@ -135,6 +137,8 @@ def create_app(
         allowed_hosts: ``Host`` header values to answer (``"*"`` for any);
             default the loopback names, which defeats DNS rebinding.
         allow_start_runs: whether ``POST /api/runs`` may start runs.
+        max_active_runs: most runs started over the API that may go on at once
+            (``None``: no limit); ``POST /api/runs`` answers 429 beyond it.
         poll_interval_s: how often a WebSocket following a run written by
             another process polls the database.
         tail_max_s: how long such a WebSocket follows before asking the client
@@ -155,7 +159,7 @@ def create_app(
         register_secret(token)
 
     hub = RunHub(queue_size=max_pending_events)
-    launcher = RunLauncher(hub, repository)
+    launcher = RunLauncher(hub, repository, max_active_runs=max_active_runs)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

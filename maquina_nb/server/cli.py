@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from maquina_nb._redact import get_logger
 from maquina_nb.errors import ConfigurationError
+from maquina_nb.server._security import DEFAULT_MAX_ACTIVE_RUNS
 
 __all__ = [
     "add_serve_parser",
@@ -182,6 +183,7 @@ def serve(
     allowed_hosts: list[str] | None = None,
     max_body_bytes: int | None = None,
     allow_start_runs: bool = True,
+    max_active_runs: int | None = None,
     log_level: str = "info",
 ) -> None:
     """Build the app and serve it until interrupted.
@@ -219,6 +221,7 @@ def serve(
             allowed_hosts=allowed_hosts,
             max_body_bytes=max_body_bytes or DEFAULT_MAX_BODY_BYTES,
             allow_start_runs=allow_start_runs,
+            max_active_runs=max_active_runs,
         )
         config = uvicorn.Config(
             app,
@@ -298,6 +301,14 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="read and rate only; POST /api/runs answers 403",
     )
     parser.add_argument(
+        "--max-active-runs",
+        type=_active_runs,
+        default=DEFAULT_MAX_ACTIVE_RUNS,
+        metavar="N",
+        help="most runs started over the API at once; more answer 429 "
+        "(default: %(default)s; 0 for no limit)",
+    )
+    parser.add_argument(
         "--log-level",
         default="info",
         choices=["critical", "error", "warning", "info", "debug"],
@@ -305,6 +316,19 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.set_defaults(func=run_serve)
     return parser
+
+
+def _active_runs(text: str) -> int | None:
+    """Parse ``--max-active-runs``: a count, 0 meaning no limit."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a whole number; give a count of runs, or 0 for no limit"
+        ) from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("give a count of runs, or 0 for no limit")
+    return value or None
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -319,6 +343,7 @@ def run_serve(args: argparse.Namespace) -> int:
             allowed_hosts=args.allowed_hosts,
             max_body_bytes=args.max_body_bytes,
             allow_start_runs=args.allow_start_runs,
+            max_active_runs=args.max_active_runs,
             log_level=args.log_level,
         )
     except ConfigurationError as exc:

@@ -176,16 +176,26 @@ class RunLauncher:
         hub: where the runs' events go.
         repository: the repository the runs are stored through.
         start_timeout_s: how long to wait for a run to report that it started.
+        max_active_runs: most runs started here that may go on at once
+            (``None``: no limit); one more is refused with 429.
     """
 
     def __init__(
-        self, hub: RunHub, repository: Any, *, start_timeout_s: float = 60.0
+        self,
+        hub: RunHub,
+        repository: Any,
+        *,
+        start_timeout_s: float = 60.0,
+        max_active_runs: int | None = None,
     ) -> None:
         self.hub = hub
         self.repository = repository
         self.start_timeout_s = start_timeout_s
+        self.max_active_runs = max_active_runs
         self._futures: dict[str, concurrent.futures.Future[Any]] = {}
         self._unwound: dict[str, threading.Event] = {}
+        #: Requests between the limit check and their run's registration.
+        self._starting = 0
 
     def _kwargs(
         self, body: RunStartIn, on_event: Callable[[Any], None]
@@ -219,6 +229,31 @@ class RunLauncher:
             StartRunError: the request cannot run (unknown model, bad template,
                 over budget, …); names the field at fault.
         """
+        self._refuse_over_limit()
+        self._starting += 1
+        try:
+            return await self._start(body)
+        finally:
+            self._starting -= 1
+
+    @property
+    def active(self) -> int:
+        """Runs started here that are still going (or about to start)."""
+        return len(self._futures) + self._starting
+
+    def _refuse_over_limit(self) -> None:
+        limit = self.max_active_runs
+        if limit is None or self.active < limit:
+            return
+        raise StartRunError(
+            ("body",),
+            f"This server is already running {self.active} runs started from the API, "
+            f"its limit; wait for one to finish, or restart it with a higher "
+            "--max-active-runs.",
+            status_code=429,
+        )
+
+    async def _start(self, body: RunStartIn) -> str:
         from maquina_nb.errors import MaquinaError
 
         await run_in_threadpool(_check_models, body.models)

@@ -189,6 +189,10 @@ def list_runs(
     tags=["runs"],
     responses={
         403: {"model": ErrorOut, "description": "Starting runs is turned off."},
+        429: {
+            "model": ErrorOut,
+            "description": "Too many runs started over the API are still going.",
+        },
         503: {"model": ErrorOut, "description": "The run did not start in time."},
     },
 )

@@ -205,3 +205,35 @@ def test_a_blank_model_spec_is_named_by_its_index(client: TestClient) -> None:
 
     assert answer.status_code == 422
     assert answer.json()["detail"][0]["loc"] == ["body", "models", 1]
+
+
+def test_runs_beyond_the_active_limit_answer_429(repo: Repository) -> None:
+    from maquina_nb.providers.settings import clear_configured, configure_model
+
+    configure_model("slow-echo", spec="echo?latency=30")
+    try:
+        with TestClient(create_app(repo, max_active_runs=1)) as client:
+            first = _start(client, models=["slow-echo"], over=[{"name": "a"}])
+            second = _start(client, over=[{"name": "b"}])
+
+            assert first.status_code == 202, first.text
+            assert second.status_code == 429
+            message = second.json()["detail"]
+            assert "already running 1 runs" in message
+            assert "--max-active-runs" in message
+    finally:
+        clear_configured()
+
+    # The server's shutdown cancelled the slow run; it kept its place in the store.
+    run = repo.get_run(first.json()["run_id"])
+    assert run is not None
+    assert run.status == "cancelled"
+
+
+def test_a_finished_run_frees_its_place(repo: Repository) -> None:
+    with TestClient(create_app(repo, max_active_runs=1)) as client:
+        for name in ("a", "b", "c"):
+            started = _start(client, over=[{"name": name}])
+            assert started.status_code == 202, started.text
+            with client.websocket_connect(started.json()["events_url"]) as ws:
+                _drain(ws, limit=100)
