@@ -288,12 +288,12 @@ def _cmd_stop(shell: Any, words: Sequence[str]) -> Any:
 
     from maquina_nb.notebook._runner import cancel_background
 
-    count = cancel_background()
-    if not count:
+    stopped = cancel_background()
+    if not stopped:
         return _Note("No background run is running.")
     return _Note(
-        f"Stopped {count} background run(s); finished answers are kept "
-        "(see %maquina history)."
+        f"Stopped {len(stopped)} background run(s); what finished is stored "
+        f"(see %maquina history) and in {', '.join(stopped)}."
     )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
@@ -20,6 +20,7 @@ from maquina_nb._redact import get_logger, redact
 from maquina_nb.notebook._args import OrchestrateOptions, expand_model_refs
 
 if TYPE_CHECKING:
+    import asyncio
     import concurrent.futures
 
 __all__ = [
@@ -39,9 +40,29 @@ logger = get_logger(__name__)
 TURN_MARKER = "{# turn #}"
 _TURN_SPLIT = re.compile(r"^[ \t]*\{#-?\s*turn\s*-?#\}[ \t]*$", re.MULTILINE)
 
+
+@dataclass(eq=False)
+class _Background:
+    """One ``--background`` run, from its start until ``-o`` is settled."""
+
+    out: str
+    settled: threading.Event = field(default_factory=threading.Event)
+    """Set once the run has ended, ``-o`` holds its frame (or never will) and
+    the table shows the end."""
+    future: concurrent.futures.Future[Any] | None = None
+    task: asyncio.Task[Any] | None = None
+    stop_asked: bool = False
+
+    def stop(self) -> None:
+        """Cancel the run; call on the background loop (no race with its start)."""
+        self.stop_asked = True
+        if self.task is not None:
+            self.task.cancel()
+
+
 _state_lock = threading.Lock()
 _last_widget: Any = None
-_background: list[concurrent.futures.Future[Any]] = []
+_background: list[_Background] = []
 
 
 class CellCancelled(KeyboardInterrupt):
@@ -336,40 +357,88 @@ def _start_background(
     handle: Any,
 ) -> None:
     from maquina_nb import _loop
-    from maquina_nb.orchestrator import aorchestrate
+    from maquina_nb.orchestrator import last_run
 
-    future = _loop.submit(
-        aorchestrate(prepared.prompt, list(prepared.models), **kwargs)
-    )
+    entry = _Background(options.out)
+    earlier = last_run()
 
-    def _done(finished: concurrent.futures.Future[Any]) -> None:
-        with _state_lock:
-            if finished in _background:
-                _background.remove(finished)
-        if finished.cancelled():
-            logger.info("background run %s cancelled", widget.run_id)
-            _refresh(handle, widget)
-            return
-        error = finished.exception()
-        if isinstance(error, _refusal_types()):
-            _refuse(handle, widget, str(error))
-            return
-        if error is not None:
-            # NOTE: nobody waits on this future, so the error is logged and shown
-            # in the table; otherwise it would vanish.
-            logger.error("background run failed: %s", redact(str(error)))
-            widget.state.add_notice("error", f"The run failed: {redact(str(error))}")
-            _refresh(handle, widget)
-            return
+    async def _run_and_store() -> Any:
+        import asyncio
+
+        from maquina_nb.orchestrator import aorchestrate
+
+        entry.task = asyncio.current_task()
         try:
-            _store(shell, options, finished.result())
-        except Exception:
-            logger.exception("could not store the background run's DataFrame")
-        _refresh(handle, widget)
+            if entry.stop_asked:
+                raise asyncio.CancelledError
+            run = await aorchestrate(prepared.prompt, list(prepared.models), **kwargs)
+        except asyncio.CancelledError:
+            # %maquina stop: the run has stored what finished; -o gets it, as
+            # after an interrupt of a cell that waits.
+            await asyncio.to_thread(_store_stopped, shell, options, widget, earlier)
+            raise
+        await asyncio.to_thread(_store_quietly, shell, options, run)
+        return run
 
     with _state_lock:
-        _background.append(future)
-    future.add_done_callback(_done)
+        _background.append(entry)
+    entry.future = _loop.submit(_run_and_store())
+
+    def _done(finished: concurrent.futures.Future[Any]) -> None:
+        try:
+            _show_end(finished, widget, handle)
+        finally:
+            with _state_lock:
+                _background.remove(entry)
+            entry.settled.set()
+
+    entry.future.add_done_callback(_done)
+
+
+def _show_end(
+    finished: concurrent.futures.Future[Any], widget: Any, handle: Any
+) -> None:
+    """Make the table of an ended background run say how it ended."""
+    if finished.cancelled():
+        logger.info("background run %s cancelled", widget.run_id)
+        _refresh(handle, widget)
+        return
+    error = finished.exception()
+    if isinstance(error, _refusal_types()):
+        _refuse(handle, widget, str(error))
+        return
+    if error is not None:
+        # NOTE: nobody waits on this future, so the error is logged and shown
+        # in the table; otherwise it would vanish.
+        logger.error("background run failed: %s", redact(str(error)))
+        widget.state.add_notice("error", f"The run failed: {redact(str(error))}")
+    _refresh(handle, widget)
+
+
+def _store_quietly(shell: Any, options: OrchestrateOptions, run: Any) -> None:
+    try:
+        _store(shell, options, run)
+    except Exception:
+        logger.exception("could not store the background run's DataFrame")
+
+
+def _store_stopped(
+    shell: Any, options: OrchestrateOptions, widget: Any, earlier: Any
+) -> None:
+    """Put a stopped background run's frame (what finished) in its ``-o`` variable."""
+    from maquina_nb.orchestrator import last_run
+
+    # The run ends by remembering itself; another run ending at the same time
+    # could be remembered instead, so the table's run id must agree.
+    run = last_run()
+    if run is None or run is earlier or widget.run_id not in (None, run.id):
+        logger.info(
+            "background run %s stopped before it was stored; %s is not set",
+            widget.run_id,
+            options.out,
+        )
+        return
+    _store_quietly(shell, options, run)
 
 
 def _refusal_types() -> tuple[type[Exception], ...]:
@@ -384,28 +453,43 @@ def _refusal_types() -> tuple[type[Exception], ...]:
 
 
 def wait_background(timeout: float | None = None) -> None:
-    """Wait until every background run started by ``%%orchestrate`` has finished."""
-    import concurrent.futures
+    """Wait until every background run started by ``%%orchestrate`` has finished.
 
+    A finished run's ``-o`` variable is filled by the time this returns.
+    """
     with _state_lock:
         pending = list(_background)
-    if pending:
-        concurrent.futures.wait(pending, timeout=timeout)
+    _wait_settled(pending, timeout)
 
 
-def cancel_background(timeout: float = 10.0) -> int:
-    """Cancel every running ``--background`` run; return how many were running.
+def cancel_background(timeout: float = 10.0) -> list[str]:
+    """Cancel every running ``--background`` run; return their ``-o`` names.
 
-    What finished is kept and the unfinished responses are stored as
-    ``cancelled``, as with an interrupt; the ``-o`` variable is not filled (the
-    rows are in the database: ``%maquina show RUN``).
+    As with an interrupt, what finished is kept, the unfinished responses are
+    stored as ``cancelled``, and the ``-o`` variable holds the run's frame of
+    what finished (unless the run was stopped before it was recorded). Waits
+    up to ``timeout`` seconds for that.
     """
-    import concurrent.futures
+    from maquina_nb import _loop
 
     with _state_lock:
-        pending = [future for future in _background if not future.done()]
-    for future in pending:
-        future.cancel()
-    if pending:
-        concurrent.futures.wait(pending, timeout=timeout)
-    return len(pending)
+        pending = [
+            entry
+            for entry in _background
+            if entry.future is not None and not entry.future.done()
+        ]
+    loop = _loop.get_loop()
+    for entry in pending:
+        loop.call_soon_threadsafe(entry.stop)
+    _wait_settled(pending, timeout)
+    return [entry.out for entry in pending]
+
+
+def _wait_settled(entries: list[_Background], timeout: float | None) -> None:
+    """Wait (up to ``timeout`` in all) until each run's ``-o`` is settled."""
+    import time
+
+    deadline = None if timeout is None else time.monotonic() + timeout
+    for entry in entries:
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        entry.settled.wait(left)

@@ -171,7 +171,8 @@ class MaquinaMagics(Magics):
         "--background",
         action="store_true",
         help="Return at once; the table keeps streaming and the kernel stays free "
-        "for other cells and for clicks. -o is filled when the run ends.",
+        "for other cells and for clicks. -o is filled when the run ends, or with "
+        "what finished when %%maquina stop cancels it.",
     )
     @argument(
         "--no-stream",

@@ -372,6 +372,37 @@ def test_background_cell_returns_while_the_table_streams(
     assert [shown for shown, _ in seen.values()] == ["".join(words).strip()]
 
 
+def test_stopped_background_run_fills_out_and_costs_nothing(
+    start_kernel: Any, fake: Any
+) -> None:
+    fake.responder = lambda request: Reply(
+        chunks=[f"s{i} " for i in range(400)], chunk_delay=0.05
+    )
+    kernel = start_kernel(**fake_env(fake))
+    kernel.run("%load_ext maquina_nb")
+    cell = kernel.run("%%orchestrate -m openai:gpt-4o --background -o bg\nHi")
+    _assert_clean(cell)
+    deadline = time.monotonic() + 30
+    while not fake.requests_for():
+        assert time.monotonic() < deadline, "the background run sent nothing"
+        time.sleep(0.05)
+
+    stop = kernel.run("%maquina stop")
+    _assert_clean(stop)
+    assert "and in bg." in stop.text()
+
+    # What finished (nothing here) is in bg, as after an interrupted cell.
+    result = kernel.run(
+        "import maquina_nb\n"
+        "print(bg.status.tolist())\n"
+        "print(repr(maquina_nb.last_run()))"
+    )
+    _assert_clean(result)
+    statuses, summary = result.stdout.strip().splitlines()
+    assert statuses == "['cancelled']"
+    assert summary.endswith(", 0/1 answered, 0 failed, cost $0.00>"), summary
+
+
 def test_extension_loads_from_the_kernel_config(
     start_kernel: Any, tmp_path: Path
 ) -> None:

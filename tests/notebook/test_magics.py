@@ -443,7 +443,7 @@ def test_maquina_history_pages_with_a_cursor(
         ip.run_line_magic("maquina", "history --since yesterday-ish")
 
 
-def test_maquina_stop_cancels_a_background_run(
+def test_maquina_stop_cancels_a_background_run_and_fills_out(
     ip: InteractiveShell, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from maquina_nb.db import Repository
@@ -458,7 +458,7 @@ def test_maquina_stop_cancels_a_background_run(
         monkeypatch.setenv("OPENAI_API_KEY", "sk-fake-stop-key")
         ip.run_cell_magic(
             "orchestrate",
-            "-m openai:gpt-4o --background --name stopped -o never",
+            "-m openai:gpt-4o,echo --background --name stopped -o partial",
             "Hi",
         )
         deadline = time.monotonic() + 20
@@ -466,18 +466,21 @@ def test_maquina_stop_cancels_a_background_run(
             time.sleep(0.05)
         note = ip.run_line_magic("maquina", "stop")
 
-    assert "Stopped 1 background run" in repr(note)
+    # The stop returns once the run is stored and -o holds what finished.
+    assert repr(note) == (
+        "Stopped 1 background run(s); what finished is stored (see %maquina "
+        "history) and in partial."
+    )
     repository = Repository.from_url()
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        runs = repository.list_runs(name="stopped").runs
-        if runs and runs[0].status == "cancelled":
-            break
-        time.sleep(0.1)
-    assert [run.status for run in repository.list_runs(name="stopped").runs] == [
-        "cancelled"
-    ]
-    assert "never" not in ip.user_ns
+    [run] = repository.list_runs(name="stopped").runs
+    assert run.status == "cancelled"
+    frame = ip.user_ns["partial"]
+    assert list(frame["run_id"].unique()) == [run.id]
+    assert dict(zip(frame["model_spec"], frame["status"], strict=True)) == {
+        "openai:gpt-4o": "cancelled",
+        "echo": "done",
+    }
+    assert "No background run" in repr(ip.run_line_magic("maquina", "stop"))
 
 
 def test_missing_keys_are_one_usage_error_line_and_store_no_run(
