@@ -207,6 +207,10 @@ def orchestrate(
         raise interrupt.with_traceback(None) from None
 
 
+# NOTE: the keywords repeat orchestrate()'s on purpose: written out, every IDE
+# shows them with their types (a ParamSpec copy is lost on static Jedi, which
+# pylsp and jupyterlab-lsp use). tests/orchestrator/test_api_signatures.py keeps
+# the two signatures and their hand-over to _prepare in step.
 async def aorchestrate(
     prompt: Any,
     models: str | BaseAIModel | Sequence[str | BaseAIModel],
