@@ -8,9 +8,11 @@ as appends tagged with start and end offsets (counted in Python characters), so 
 page can tell a gap from an overlap; a finished response always carries its whole
 display text, which repairs anything a page missed.
 
-Cell keys are ``"<item>-<position>-<sample>"``. In blind mode the position is a
-per-item shuffle of the models, so neither the key nor the column gives the model
-away; the model name enters a cell only once the rater reveals it.
+Cell keys are ``"<item>-<position>-<sample>"``. In blind mode every answer of an
+item (each model's each sample) gets a column of its own, labelled "Response A",
+"Response B" … in a per-item shuffle, and the key's sample part is 0: neither the
+key, the label nor the column tells the model or the sample; both enter a cell
+only once the rater reveals them.
 """
 
 from __future__ import annotations
@@ -47,9 +49,19 @@ from maquina_nb.orchestrator.events import (
     TextDelta,
 )
 
-__all__ = ["ComparisonState"]
+__all__ = ["ComparisonState", "blind_label"]
 
 logger = get_logger(__name__)
+
+
+def blind_label(position: int) -> str:
+    """Return the label of column ``position`` of a blind table (A to Z, then AA)."""
+    letters = ""
+    number = position + 1
+    while number:
+        number, rest = divmod(number - 1, 26)
+        letters = chr(65 + rest) + letters
+    return f"Response {letters}"
 
 
 class ComparisonState(TableDrain):
@@ -139,35 +151,49 @@ class ComparisonState(TableDrain):
         self._header_dirty = True
         self.decisions.clear()
 
-        count = len(self.models)
+        hidden = self.blind and not self.revealed
         for item in self.items:
-            order = list(range(count))
-            if self.blind:
-                random.Random(f"{self.header['run_id']}:{item['index']}").shuffle(order)
-            for position, model_index in enumerate(order):
-                model = self.models[model_index]
-                for sample in range(self.samples):
-                    key = f"{item['index']}-{position}-{sample}"
-                    slot = Slot(key, item["index"], model, sample)
-                    self._slots[(item["index"], model, sample)] = slot
-                    self._by_key[key] = slot
-                    self.cells[key] = new_cell(
-                        item["index"],
-                        position,
-                        sample,
-                        None if self.blind and not self.revealed else model,
-                    )
-                    self._counts["queued"] += 1
+            for key, position, model, sample in self._places(item["index"]):
+                slot = Slot(key, item["index"], model, sample)
+                self._slots[(item["index"], model, sample)] = slot
+                self._by_key[key] = slot
+                self.cells[key] = new_cell(
+                    item["index"],
+                    position,
+                    0 if hidden else sample,
+                    None if hidden else model,
+                )
+                self._counts["queued"] += 1
 
-        self.header["columns"] = [
-            f"Response {chr(65 + p)}" if self.blind else self.models[p]
-            for p in range(count)
-        ]
+        if self.blind:
+            answers = len(self.models) * self.samples
+            self.header["columns"] = [blind_label(p) for p in range(answers)]
+        else:
+            self.header["columns"] = list(self.models)
         self.header["models"] = (
             [] if self.blind and not self.revealed else list(self.models)
         )
         self.header["samples"] = self.samples
         self.header["total"] = len(self.cells)
+
+    def _places(self, item: int) -> list[tuple[str, int, str, int]]:
+        """``(key, position, model, sample)`` of each answer of ``item``.
+
+        Open: one column per model, its samples stacked in it. Blind: one
+        column per answer, shuffled per item (seeded by run and item).
+        """
+        if not self.blind:
+            return [
+                (f"{item}-{position}-{s}", position, model, s)
+                for position, model in enumerate(self.models)
+                for s in range(self.samples)
+            ]
+        answers = [(model, s) for model in self.models for s in range(self.samples)]
+        random.Random(f"{self.header['run_id']}:{item}").shuffle(answers)
+        return [
+            (f"{item}-{position}-0", position, model, s)
+            for position, (model, s) in enumerate(answers)
+        ]
 
     # -- events --------------------------------------------------------------
 
@@ -175,8 +201,10 @@ class ComparisonState(TableDrain):
         """Apply one run event; return whether it belonged to this run."""
         with self.lock:
             run_id = self.header["run_id"]
+            named = False
             if run_id is None and isinstance(event, RunStarted):
                 self.header["run_id"] = run_id = event.run_id
+                named = True
             if event.run_id != run_id:
                 logger.debug(
                     "ignoring %s for run %s (widget shows %s)",
@@ -197,7 +225,7 @@ class ComparisonState(TableDrain):
             elif isinstance(event, ResponseFailed):
                 self._on_failed(event)
             elif isinstance(event, RunStarted):
-                self._on_run_started(event)
+                self._on_run_started(event, named=named)
             elif isinstance(event, RunFinished):
                 self._on_run_finished(event)
             return True
@@ -311,13 +339,16 @@ class ComparisonState(TableDrain):
         else:
             self._cost += cost
 
-    def _on_run_started(self, event: RunStarted) -> None:
+    def _on_run_started(self, event: RunStarted, *, named: bool = False) -> None:
         shown = [(item["prompt"], item["turns"]) for item in self.items]
         announced = [
             (prompt_of(item)[1][:PROMPT_CAP], turns_of(item)) for item in event.items
         ]
+        # A blind table shown before its run had an id was shuffled without
+        # it: shuffle again by the run, as a redisplay of the run will.
         if (
-            list(event.models) != self.models
+            (named and self.blind)
+            or list(event.models) != self.models
             or event.samples != self.samples
             or announced != shown
         ):
@@ -391,7 +422,7 @@ class ComparisonState(TableDrain):
             self.header["revealed"] = True
             self.header["models"] = list(self.models)
             for key, slot in self._by_key.items():
-                self.cells[key]["model"] = slot.model
+                self.cells[key].update(model=slot.model, sample=slot.sample)
             self._full_sync = True
             self._header_dirty = True
 

@@ -113,3 +113,84 @@ def test_run_notice_shows_above_the_table() -> None:
 
     notices = state.snapshot()["run"]["notices"]
     assert [(n["level"], n["text"]) for n in notices] == [("warning", notice)]
+
+
+def test_blind_labels_every_answer_apart_and_reveal_maps_back() -> None:
+    import json
+
+    models = ["openai:gpt-4o", "echo"]
+    items = [f"q{i}" for i in range(6)]
+    state = ComparisonState("run-blind", models, items, samples=2, blind=True)
+    for item in range(len(items)):
+        for model in models:
+            for sample in (0, 1):
+                text = f"{model} says {item}.{sample}"
+                state.apply(
+                    ResponseFinished(
+                        "run-blind", item, model, sample, "id", text, "done", "stop"
+                    )
+                )
+    hidden = state.snapshot()
+
+    # One label per shown answer: two models x two samples = A to D.
+    assert hidden["run"]["columns"] == [
+        "Response A",
+        "Response B",
+        "Response C",
+        "Response D",
+    ]
+    for item in range(len(items)):
+        cells = [c for c in hidden["cells"].values() if c["item"] == item]
+        assert sorted(c["pos"] for c in cells) == [0, 1, 2, 3]
+        assert {(c["model"], c["sample"]) for c in cells} == {(None, 0)}
+    assert all(key.endswith("-0") for key in hidden["cells"])
+    shown = json.dumps({k: v for k, v in hidden.items() if k != "cells"})
+    assert "gpt-4o" not in shown
+    assert "echo" not in shown
+
+    # Still shuffled per item: the columns do not follow -m and sample order.
+    orders = {
+        tuple(
+            c["text"].split(" says ")[0] + c["text"][-2:]
+            for c in sorted(
+                (c for c in hidden["cells"].values() if c["item"] == item),
+                key=lambda c: c["pos"],
+            )
+        )
+        for item in range(len(items))
+    }
+    assert len(orders) > 1
+
+    # Revealing names each answer's own model and sample.
+    state.reveal()
+    revealed = state.snapshot()["cells"]
+    for cell in revealed.values():
+        assert cell["text"] == f"{cell['model']} says {cell['item']}.{cell['sample']}"
+    assert sorted((c["item"], c["model"], c["sample"]) for c in revealed.values()) == [
+        (item, model, sample)
+        for item in range(len(items))
+        for model in sorted(models)
+        for sample in (0, 1)
+    ]
+
+
+def test_live_blind_table_is_shuffled_by_its_run_as_its_redisplay_is() -> None:
+    from maquina_nb.orchestrator.events import RunStarted
+
+    models = ["a", "b", "c"]
+    items = [{"item_index": i, "prompt": f"q{i}"} for i in range(6)]
+
+    def layout(state: ComparisonState) -> dict[str, tuple[str, int]]:
+        return {key: (slot.model, slot.sample) for key, slot in state._by_key.items()}
+
+    layouts = []
+    for run_id in ("run-1", "run-2"):
+        # The magic shows the table before the run has an id.
+        live = ComparisonState(None, models, items, blind=True)
+        live.apply(
+            RunStarted(run_id, None, tuple(models), tuple(items), 1, 18, None, None)
+        )
+        shown_later = ComparisonState(run_id, models, items, blind=True)
+        assert layout(live) == layout(shown_later)
+        layouts.append(layout(live))
+    assert layouts[0] != layouts[1]
