@@ -57,6 +57,9 @@ def _prepare(
     samples: int,
     temperature: float | None,
     max_tokens: int | None,
+    top_p: float | None,
+    stop: Sequence[str] | None,
+    seed: int | None,
     **options: Any,
 ) -> tuple[MultiModelOrchestrator, Any]:
     """Build the orchestrator from ``options`` and plan the run's requests."""
@@ -69,6 +72,9 @@ def _prepare(
         samples=samples,
         temperature=temperature,
         max_tokens=max_tokens,
+        top_p=top_p,
+        stop=stop,
+        seed=seed,
     )
     return orchestrator, plan
 
@@ -82,6 +88,9 @@ def orchestrate(
     samples: int = 1,
     temperature: float | None = None,
     max_tokens: int | None = None,
+    top_p: float | None = None,
+    stop: Sequence[str] | None = None,
+    seed: int | None = None,
     cache: bool = True,
     replay_only: bool = False,
     max_cost: float | None = None,
@@ -120,6 +129,11 @@ def orchestrate(
         samples: answers per model per item, each cached on its own.
         temperature: sampling temperature; ``None`` leaves the provider's default.
         max_tokens: the output limit; ``None`` leaves the provider's default.
+        top_p: nucleus sampling, 0 to 1; ``None`` leaves the provider's default.
+        stop: a stop sequence or a list of them; the answer ends before the first.
+        seed: a sampling seed, for the providers that take one (OpenAI and
+            OpenAI-compatible servers; Anthropic has none, so it only keys the
+            cache there).
         cache: reuse stored answers to identical requests (a reused answer
             has status ``cached`` and costs 0; truncated and failed answers are
             never reused).
@@ -187,6 +201,9 @@ def orchestrate(
             samples=samples,
             temperature=temperature,
             max_tokens=max_tokens,
+            top_p=top_p,
+            stop=stop,
+            seed=seed,
             db=db,
             concurrency=concurrency,
             cache=cache,
@@ -220,6 +237,9 @@ async def aorchestrate(
     samples: int = 1,
     temperature: float | None = None,
     max_tokens: int | None = None,
+    top_p: float | None = None,
+    stop: Sequence[str] | None = None,
+    seed: int | None = None,
     cache: bool = True,
     replay_only: bool = False,
     max_cost: float | None = None,
@@ -254,6 +274,9 @@ async def aorchestrate(
         samples=samples,
         temperature=temperature,
         max_tokens=max_tokens,
+        top_p=top_p,
+        stop=stop,
+        seed=seed,
         db=db,
         concurrency=concurrency,
         cache=cache,

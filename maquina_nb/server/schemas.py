@@ -101,6 +101,16 @@ class RunParameters(_Request):
 
     temperature: float | None = Field(default=None, ge=0, le=2)
     max_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    stop: list[Annotated[str, Field(min_length=1, max_length=200)]] | None = Field(
+        default=None, max_length=16, description="Stop sequences."
+    )
+    seed: int | None = Field(
+        default=None,
+        ge=-(2**63),
+        le=2**63 - 1,
+        description="Sent to providers that take one; part of the cache key for all.",
+    )
 
 
 class RunStartIn(_Request):

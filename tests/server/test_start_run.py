@@ -237,3 +237,24 @@ def test_a_finished_run_frees_its_place(repo: Repository) -> None:
             assert started.status_code == 202, started.text
             with client.websocket_connect(started.json()["events_url"]) as ws:
                 _drain(ws, limit=100)
+
+
+def test_sampling_parameters_are_stored_with_the_run(
+    repo: Repository, client: TestClient
+) -> None:
+    parameters = {"temperature": 0.2, "top_p": 0.9, "stop": ["END"], "seed": 11}
+    started = _start(client, over=[{"name": "x"}], parameters=parameters)
+    assert started.status_code == 202, started.text
+    with client.websocket_connect(started.json()["events_url"]) as ws:
+        _drain(ws, limit=100)
+
+    responses = client.get(f"/api/runs/{started.json()['run_id']}/responses").json()
+    stored = responses["responses"][0]["request_parameters"]
+    assert {name: stored[name] for name in parameters} == parameters
+
+
+def test_a_bad_top_p_answers_422_naming_the_field(client: TestClient) -> None:
+    answer = _start(client, parameters={"top_p": 3})
+
+    assert answer.status_code == 422
+    assert answer.json()["detail"][0]["loc"] == ["body", "parameters", "top_p"]
