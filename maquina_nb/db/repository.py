@@ -474,6 +474,6 @@ class Repository:
     @staticmethod
     def _no_run(run_id: str) -> StoreError:
         return StoreError(
-            f"No run with id {run_id!r} in this database; list_runs() shows the "
-            "stored ones (check MAQUINA_DB_URL if it should be here)."
+            f"No run with id {run_id!r} in this database; Repository.list_runs() "
+            "shows the stored ones (check MAQUINA_DB_URL if it should be here)."
         )

@@ -205,13 +205,18 @@ def _run_argument(name: str) -> tuple[_Parser, Callable[[Sequence[str]], Any]]:
     return parser, parser.parse_args
 
 
-def _get_run(repository: Any, run_id: str) -> Any:
+def _get_run(repository: Any, run_id: str, *, db: str | None) -> Any:
     from maquina_nb.errors import StoreError
 
     try:
         return repository.get_run(run_id)
-    except StoreError as exc:
-        raise UsageError(f"{exc} See %maquina history for the stored runs.") from None
+    except StoreError:
+        # get_run's own sentence points at the Python API; say it in magics.
+        where = "--db" if db else "MAQUINA_DB_URL"
+        raise UsageError(
+            f"No run with id {run_id!r} in this database; %maquina history lists "
+            f"the stored ones (check {where} if it should be here)."
+        ) from None
 
 
 def _cmd_show(shell: Any, words: Sequence[str]) -> Any:
@@ -219,7 +224,7 @@ def _cmd_show(shell: Any, words: Sequence[str]) -> Any:
     parser.add_argument("--blind", action="store_true", help="hide model names")
     args = parse(words)
     repository = _repository(args.db)
-    _get_run(repository, args.run)
+    _get_run(repository, args.run, db=args.db)
 
     from maquina_nb.notebook.widget import ComparisonWidget
 
@@ -230,7 +235,7 @@ def _cmd_feedback(shell: Any, words: Sequence[str]) -> Any:
     _, parse = _run_argument("feedback")
     args = parse(words)
     repository = _repository(args.db)
-    _get_run(repository, args.run)
+    _get_run(repository, args.run, db=args.db)
     return repository.feedback_frame(args.run)
 
 

@@ -54,8 +54,8 @@ def test_add_and_get_run_records_versions(repo: Repository) -> None:
 
 def test_get_run_missing_names_the_id(repo: Repository) -> None:
     message = (
-        "No run with id 'nope' in this database; list_runs() shows the stored ones "
-        "(check MAQUINA_DB_URL if it should be here)."
+        "No run with id 'nope' in this database; Repository.list_runs() shows the "
+        "stored ones (check MAQUINA_DB_URL if it should be here)."
     )
     with pytest.raises(StoreError, match=re.escape(message)):
         repo.get_run("nope")

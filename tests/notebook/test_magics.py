@@ -361,8 +361,17 @@ def test_maquina_history_show_and_feedback(ip: InteractiveShell) -> None:
     widget = ip.run_line_magic("maquina", f"show {run_id}")
     assert widget is not None
 
-    with pytest.raises(UsageError, match="history"):
-        ip.run_line_magic("maquina", "show 0123456789abcdef0123456789abcdef")
+    for command in ("show nope", "feedback nope"):
+        with pytest.raises(UsageError) as missing:
+            ip.run_line_magic("maquina", command)
+        assert str(missing.value) == (
+            "No run with id 'nope' in this database; %maquina history lists the "
+            "stored ones (check MAQUINA_DB_URL if it should be here)."
+        )
+    with pytest.raises(UsageError, match=r"\(check --db if it should be here\)\.$"):
+        ip.run_line_magic(
+            "maquina", f"show nope --db {Repository.from_url().engine.url}"
+        )
 
 
 def test_maquina_db_upgrade(ip: InteractiveShell, tmp_path: Path) -> None:
