@@ -57,15 +57,9 @@ def _db_option(parser: argparse.ArgumentParser) -> None:
 
 
 def _repository(url: str | None) -> Any:
-    from maquina_nb.db import Repository
+    from maquina_nb.notebook._database import open_repository
 
-    try:
-        return Repository.from_url(url)
-    except Exception as exc:
-        raise UsageError(
-            f"Could not open the database {redact(url or 'the default database')!r} "
-            f"({redact(str(exc)).splitlines()[0]}); check --db or MAQUINA_DB_URL."
-        ) from None
+    return open_repository(url)
 
 
 def _cmd_models(shell: Any, words: Sequence[str]) -> Any:
@@ -268,23 +262,31 @@ def _cmd_db(shell: Any, words: Sequence[str]) -> Any:
     _db_option(parser)
     args = parser.parse_args(words)
 
+    from sqlalchemy.exc import SQLAlchemyError
+
     from maquina_nb.config import default_db_url
     from maquina_nb.db import make_engine
     from maquina_nb.db.migrate import describe_migration, upgrade
+    from maquina_nb.errors import MaquinaError
+    from maquina_nb.notebook._database import database_problem
 
     # make_engine, not create_db_engine: that one upgrades on open, and the
     # sentence below would never see the revision the database started at.
     url = str(args.db or default_db_url())
     try:
         engine = make_engine(url)
-        try:
-            before, after = upgrade(engine)
-        finally:
-            engine.dispose()
-    except Exception as exc:
+    except Exception as exc:  # a URL that cannot be read
+        raise UsageError(database_problem(url, exc)) from None
+    try:
+        before, after = upgrade(engine)
+    except (SQLAlchemyError, MaquinaError) as exc:  # no server, no login, too new …
+        raise UsageError(database_problem(url, exc)) from None
+    except Exception as exc:  # a migration of ours that failed
         raise UsageError(
             f"Could not upgrade {redact(url)!r}: {redact(str(exc)).splitlines()[0]}"
         ) from None
+    finally:
+        engine.dispose()
     return _Note(redact(describe_migration(url, before, after)))
 
 

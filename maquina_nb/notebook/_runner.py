@@ -18,6 +18,7 @@ from IPython.core.error import UsageError
 
 from maquina_nb._redact import get_logger, redact
 from maquina_nb.notebook._args import OrchestrateOptions, expand_model_refs
+from maquina_nb.notebook._database import open_repository
 
 if TYPE_CHECKING:
     import asyncio
@@ -170,21 +171,6 @@ def _parameters(options: OrchestrateOptions) -> dict[str, Any]:
     return parameters
 
 
-def _open_repository(url: str | None) -> Any:
-    from maquina_nb.db import Repository
-
-    try:
-        return Repository.from_url(url)
-    except (
-        Exception
-    ) as exc:  # a bad --db URL or an unusable database is a usage problem
-        shown = redact(url or "the default database")
-        raise UsageError(
-            f"Could not open the database {shown!r} ({redact(str(exc)).splitlines()[0]}); "
-            "check --db or MAQUINA_DB_URL."
-        ) from None
-
-
 def _orchestrate_kwargs(
     options: OrchestrateOptions, prepared: _Prepared, on_event: Any
 ) -> dict[str, Any]:
@@ -233,7 +219,7 @@ def run_cell(shell: Any, options: OrchestrateOptions, body: str) -> None:
     namespace = {k: v for k, v in shell.user_ns.items() if k not in hidden}
     prepared = _prepare(options, body, namespace)
     judge = _resolve_judge(options)
-    repository = _open_repository(options.db)
+    repository = open_repository(options.db)
     widget = ComparisonWidget(
         None,
         prepared.plan.models,

@@ -381,6 +381,49 @@ def test_maquina_db_upgrade(ip: InteractiveShell, tmp_path: Path) -> None:
     assert target.exists()
 
 
+@pytest.fixture
+def unreachable_postgres() -> tuple[str, str]:
+    """A PostgreSQL URL with a password, at a loopback port nothing listens on."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    password = "pw-" + "9" * 12  # built here: no secret-shaped literal in the file
+    return (
+        f"postgresql+psycopg://maquina:{password}@127.0.0.1:{port}/maquina_test",
+        f"No database server answers at 127.0.0.1:{port} (connection refused); "
+        "start it, or fix the host and port of the URL (--db or MAQUINA_DB_URL).",
+    )
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        pytest.param("%maquina db upgrade --db {url}", id="db-upgrade"),
+        pytest.param("%maquina history --db {url}", id="history"),
+        pytest.param("%maquina show 0123 --db {url}", id="show"),
+        pytest.param("%%orchestrate -m echo --db {url}", id="orchestrate"),
+    ],
+)
+def test_unreachable_database_is_one_sentence_saying_what_to_do(
+    ip: InteractiveShell, unreachable_postgres: tuple[str, str], command: str
+) -> None:
+    url, expected = unreachable_postgres
+    magic, line = command.format(url=url).split(" ", 1)
+    if magic == "%%orchestrate":
+        run = lambda: ip.run_cell_magic("orchestrate", line, "Say hi")  # noqa: E731
+    else:
+        run = lambda: ip.run_line_magic("maquina", line)  # noqa: E731
+
+    with pytest.raises(UsageError) as caught:
+        run()
+
+    assert type(caught.value) is UsageError
+    assert str(caught.value) == expected
+    assert DEFAULT_OUT not in ip.user_ns
+
+
 def test_maquina_models_and_check(ip: InteractiveShell) -> None:
     models = ip.run_line_magic("maquina", "models")
     assert len(models) > 0
