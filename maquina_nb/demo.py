@@ -24,10 +24,14 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from maquina_nb._redact import get_logger
 
-__all__ = ["find_notebook", "main", "run_demo"]
+if TYPE_CHECKING:
+    from traitlets.config import Config
+
+__all__ = ["find_notebook", "kernel_config", "main", "run_demo"]
 
 logger = get_logger(__name__)
 
@@ -85,6 +89,26 @@ def _checkpoint(db_path: Path) -> None:
         connection.close()
 
 
+def kernel_config() -> Config:
+    """Return the settings of the demo's kernel: an encrypted connection to it.
+
+    ipykernel 7 warns on stderr that a kernel reached over TCP without
+    CurveZMQ keys "is susceptible to eavesdropping". The demo's kernel only
+    listens on 127.0.0.1, but rather than hide the warning, the kernel manager
+    provisions the keys (a jupyter_client with ``transport_encryption``, for
+    kernelspecs that declare CurveZMQ support, as ipykernel 7's does); the
+    kernel then encrypts and has nothing to warn about. A jupyter_client
+    without that setting keeps the plain connection.
+    """
+    from jupyter_client.manager import KernelManager
+    from traitlets.config import Config
+
+    config = Config()
+    if KernelManager.class_traits().get("transport_encryption") is not None:
+        config.KernelManager.transport_encryption = "auto"
+    return config
+
+
 def run_demo(output: Path, *, notebook: Path | None = None) -> dict[str, Path]:
     """Execute the quickstart in ``output`` and export it; return the files made.
 
@@ -114,6 +138,7 @@ def run_demo(output: Path, *, notebook: Path | None = None) -> dict[str, Path]:
         kernel_name="python3",
         resources={"metadata": {"path": str(output)}},
         store_widget_state=True,
+        config=kernel_config(),
     )
     started = time.monotonic()
     try:

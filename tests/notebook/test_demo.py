@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.kernel, pytest.mark.slow]
 
 
 def test_demo_runs_offline_then_adds_a_live_model(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.chdir(tmp_path)
     with FakeLLMServer() as fake:
@@ -25,9 +25,11 @@ def test_demo_runs_offline_then_adds_a_live_model(
         status = demo.main(["--output", "out"])
         asked = len(fake.requests_for(model="gpt-4o"))
 
-    printed = capsys.readouterr().out
+    # capfd: the kernel is a child process writing to the same stderr.
+    printed, warned = capfd.readouterr()
     out = tmp_path / "out"
     assert status == 0
+    assert "WARNING" not in warned, warned
     for name in ("maquina.db", "quickstart.ipynb", "quickstart.html"):
         assert str(out / name) in printed
         assert (out / name).is_file()
