@@ -355,16 +355,41 @@ class ABTest:
             ``items``, ``items_a``, ``items_b`` (items each side won on balance),
             ``p_value`` (exact sign test over items, ties dropped), ``p_holm``
             (Holm-adjusted across the pairs) and ``conclusion`` (significant
-            when ``p_holm < 1 - confidence``).
+            when ``p_holm < 1 - confidence``). With no votes yet the frame has
+            these columns and no rows, and a warning says how to vote.
         """
         from maquina_nb.analysis._ab_summary import summarize
 
         order = [c.label for c in self.contestants]
-        return summarize(self.votes(rater=rater), order, confidence=confidence)
+        votes = self.votes(rater=rater)
+        if votes.empty:
+            _warn_no_votes(rater)
+        return summarize(votes, order, confidence=confidence)
 
     def __repr__(self) -> str:
         names = ", ".join(c.label for c in self.contestants)
         return f"<ABTest {names}: {len(self.pairs)} pairs over runs {self.run_ids}>"
+
+
+def _warn_no_votes(rater: str | None) -> None:
+    """Say once, for an empty summary, that votes come first and how to give them."""
+    if rater is None:
+        logger.warning(
+            "The A/B test has no votes yet, so its summary is empty; vote with "
+            "ab.vote() (or let a judge model vote with ab.judge(MODEL)), then call "
+            "ab.summary() again."
+        )
+        return
+    if rater.startswith("judge:"):
+        how = f"let that judge vote with ab.judge({rater[len('judge:') :]!r})"
+    else:
+        how = f"vote with ab.vote(rater={rater!r})"
+    logger.warning(
+        "The A/B test has no votes by rater %r, so its summary is empty; %s, or "
+        "call ab.summary() without rater= for everyone's.",
+        rater,
+        how,
+    )
 
 
 _SIDE = {"a": "left", "b": "right", "tie": "tie"}

@@ -91,6 +91,59 @@ def test_ab_summary_from_blind_votes_matches_scipy(
     assert rates.loc[0, "win_rate"] == pytest.approx(5.5 / 6)
 
 
+def test_ab_summary_without_votes_is_empty_and_says_how_to_vote(
+    repository: Repository,
+    questions: pd.DataFrame,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from maquina_nb.analysis._ab_summary import SUMMARY_COLUMNS
+
+    ab = ab_test(VARIANTS, "echo", over=questions, db=repository)
+    caplog.clear()
+
+    with caplog.at_level("WARNING", logger="maquina_nb"):
+        summary = ab.summary()
+        by_rater = ab.summary(rater="ada")
+        by_judge = ab.summary(rater="judge:claude")
+
+    assert list(summary.columns) == list(SUMMARY_COLUMNS)
+    assert summary.empty
+    assert list(by_rater.columns) == list(SUMMARY_COLUMNS)
+    assert by_rater.empty
+    assert by_judge.empty
+    logger = "maquina_nb.analysis.ab"
+    assert caplog.record_tuples == [
+        (
+            logger,
+            30,
+            "The A/B test has no votes yet, so its summary is empty; vote with "
+            "ab.vote() (or let a judge model vote with ab.judge(MODEL)), then call "
+            "ab.summary() again.",
+        ),
+        (
+            logger,
+            30,
+            "The A/B test has no votes by rater 'ada', so its summary is empty; vote "
+            "with ab.vote(rater='ada'), or call ab.summary() without rater= for "
+            "everyone's.",
+        ),
+        (
+            logger,
+            30,
+            "The A/B test has no votes by rater 'judge:claude', so its summary is "
+            "empty; let that judge vote with ab.judge('claude'), or call "
+            "ab.summary() without rater= for everyone's.",
+        ),
+    ]
+
+    # Once there are votes, the summary says nothing more.
+    ab.record_vote(ab.pairs[0], "left", rater="ada")
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="maquina_nb"):
+        assert len(ab.summary()) == 1
+    assert caplog.record_tuples == []
+
+
 def test_ab_models_only_over_mt_bench_with_replay(repository: Repository) -> None:
     items = pd.DataFrame(mt_bench_questions()[:3])
     items["question"] = items["turns"].str[0]
