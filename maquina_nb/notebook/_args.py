@@ -46,6 +46,9 @@ class OrchestrateOptions:
     system: str | None = None
     temperature: float | None = None
     max_tokens: int | None = None
+    top_p: float | None = None
+    seed: int | None = None
+    stop: tuple[str, ...] | None = None
     samples: int = 1
     name: str | None = None
     tags: tuple[str, ...] = ()
@@ -232,6 +235,9 @@ def options_from_namespace(
         system=ns.system,
         temperature=ns.temperature,
         max_tokens=ns.max_tokens,
+        top_p=ns.top_p,
+        seed=ns.seed,
+        stop=tuple(ns.stop) if ns.stop else None,
         samples=ns.samples,
         name=ns.name,
         tags=tags,

@@ -163,12 +163,14 @@ def _widget_items(plan: Any) -> list[dict[str, Any]]:
 
 
 def _parameters(options: OrchestrateOptions) -> dict[str, Any]:
-    parameters: dict[str, Any] = {}
-    if options.temperature is not None:
-        parameters["temperature"] = options.temperature
-    if options.max_tokens is not None:
-        parameters["max_tokens"] = options.max_tokens
-    return parameters
+    values = {
+        "temperature": options.temperature,
+        "max_tokens": options.max_tokens,
+        "top_p": options.top_p,
+        "seed": options.seed,
+        "stop": list(options.stop) if options.stop else None,
+    }
+    return {name: value for name, value in values.items() if value is not None}
 
 
 def _orchestrate_kwargs(
@@ -181,6 +183,9 @@ def _orchestrate_kwargs(
         "samples": options.samples,
         "temperature": options.temperature,
         "max_tokens": options.max_tokens,
+        "top_p": options.top_p,
+        "seed": options.seed,
+        "stop": list(options.stop) if options.stop else None,
         "cache": options.cache,
         "replay_only": options.replay_only,
         "max_cost": options.max_cost,

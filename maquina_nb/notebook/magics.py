@@ -105,6 +105,25 @@ class MaquinaMagics(Magics):
         help="Upper bound on the tokens of each answer.",
     )
     @argument(
+        "--top-p",
+        type=number(float, low=0, high=1, example="0.9"),
+        metavar="P",
+        help="Nucleus sampling, 0 to 1. Default: each provider's own default.",
+    )
+    @argument(
+        "--seed",
+        type=number(int, example="42"),
+        metavar="N",
+        help="Sampling seed, for providers that take one (OpenAI and compatible "
+        "servers); every provider's cached answers are kept apart by it.",
+    )
+    @argument(
+        "--stop",
+        action="append",
+        metavar="TEXT",
+        help="A stop sequence (quote it when it has spaces); repeat for several.",
+    )
+    @argument(
         "--samples",
         type=number(int, low=1, high=1000, example="3"),
         metavar="N",

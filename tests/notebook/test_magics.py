@@ -23,6 +23,9 @@ OPTIONS = [
     "--system",
     "--temperature",
     "--max-tokens",
+    "--top-p",
+    "--seed",
+    "--stop",
     "--samples",
     "--name",
     "--tag",
@@ -626,3 +629,35 @@ def test_unknown_judge_is_refused_before_the_run(ip: InteractiveShell) -> None:
         ip.run_cell_magic("orchestrate", "-m echo --judge gpt-9000", "Say hi")
 
     assert Repository.from_url().list_runs().runs == []
+
+
+def test_sampling_options_reach_the_provider_and_the_store(
+    ip: InteractiveShell, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from maquina_nb.testing import FakeLLMServer
+
+    with FakeLLMServer() as fake:
+        monkeypatch.setenv("OPENAI_BASE_URL", fake.openai_base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test-" + "not-a-real-key")
+
+        ip.run_cell(
+            '%%orchestrate -m openai:gpt-4o --top-p 0.8 --seed 5 --stop "THE END" '
+            "--stop ###\nWrite a story"
+        )
+
+        body = fake.requests[0].body
+    assert (body["top_p"], body["seed"], body["stop"]) == (0.8, 5, ["THE END", "###"])
+    stored = ip.user_ns[DEFAULT_OUT]["request_parameters"][0]
+    assert (stored["top_p"], stored["seed"], stored["stop"]) == (
+        0.8,
+        5,
+        ["THE END", "###"],
+    )
+
+
+def test_a_top_p_out_of_range_is_one_usage_error(
+    ip: InteractiveShell, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ip.run_cell("%%orchestrate -m echo --top-p 2\nHi")
+
+    assert "--top-p" in capsys.readouterr().err
