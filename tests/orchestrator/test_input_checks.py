@@ -94,3 +94,24 @@ def test_cache_key_takes_lone_surrogates() -> None:
     request = ModelRequest(messages=(Message("user", "x\udc80"),))
 
     assert len(cache_key({"provider": "p", "model": "m"}, request, 0)) == 64
+
+
+def test_an_unreachable_database_is_one_sentence_without_the_password() -> None:
+    import socket
+
+    from maquina_nb.errors import StoreError
+    from maquina_nb.orchestrator import orchestrate
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"postgresql+psycopg://maquina:PASSWORD123@127.0.0.1:{port}/maquina"
+
+    with pytest.raises(StoreError) as caught:
+        orchestrate("Hi", ["echo"], db=url)
+
+    message = str(caught.value)
+    assert f"127.0.0.1:{port}" in message
+    assert "PASSWORD123" not in message
+    assert "\n" not in message
+    assert caught.value.__cause__ is None
