@@ -535,9 +535,19 @@ class RemoteModel(BaseAIModel):
                             streamed = True
                             yield TextDelta(text)
                             next_event = opened[1].__anext__
+                            # Until the deadline is within one read timeout, the
+                            # SDK's read timeout ends any silence first: no timer.
+                            unbounded_until = _unbounded_until(
+                                deadline, self.settings.read_timeout
+                            )
                             while True:
                                 try:
-                                    event = await self._next_event(next_event, deadline)
+                                    if time.perf_counter() < unbounded_until:
+                                        event = await next_event()
+                                    else:
+                                        event = await self._next_event(
+                                            next_event, deadline
+                                        )
                                 except StopAsyncIteration:
                                     break
                                 text = reader.feed(event)
@@ -594,18 +604,14 @@ class RemoteModel(BaseAIModel):
     async def _next_event(
         self, next_event: Callable[[], Awaitable[Any]], deadline: float | None
     ) -> Any:
-        """Await the stream's next event without passing the call's deadline.
+        """Await the stream's next event, bounded by what is left of the deadline.
 
-        While the deadline is further off than one read timeout, the SDK's read
-        timeout ends any silence first and no timer of ours is needed; closer
-        to it, the wait is bounded by what is left.
+        Used once the deadline is within one read timeout (before that, the
+        SDK's read timeout ends any silence first).
         """
         if deadline is None:
             return await next_event()
         remaining = deadline - time.perf_counter()
-        read_limit = self.settings.read_timeout
-        if read_limit is not None and remaining > read_limit:
-            return await next_event()
         try:
             if remaining <= 0:
                 raise TimeoutError
@@ -645,6 +651,15 @@ async def _within(call: Awaitable[T], timeout: float | None) -> T:
         async with asyncio.timeout(timeout):
             return await call
     return await asyncio.wait_for(call, timeout)  # pragma: no cover - Python 3.10
+
+
+def _unbounded_until(deadline: float | None, read_limit: float | None) -> float:
+    """Return the time before which a read needs no bound but the SDK's own."""
+    if deadline is None:
+        return float("inf")
+    if read_limit is None:
+        return float("-inf")
+    return deadline - read_limit
 
 
 def _remaining(deadline: float | None) -> float | None:
