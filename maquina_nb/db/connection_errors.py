@@ -120,8 +120,12 @@ def explain_database_error(url: str | URL, exc: BaseException) -> str:
 
     # Step 3: anything else, in the driver's words on one line.
     shown = parsed.render_as_string(hide_password=True)
+    check = (
+        "that the file's folder exists and can be written"
+        if parsed.get_backend_name() == "sqlite"
+        else "that the server is running"
+    )
     return (
         f"The database at {shown} could not be used ({type(exc).__name__}: "
-        f"{_one_line(text, parsed.password)}); check the URL ({_OPTION}) and that "
-        "the server is running."
+        f"{_one_line(text, parsed.password)}); check the URL ({_OPTION}) and {check}."
     )

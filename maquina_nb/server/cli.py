@@ -93,7 +93,8 @@ def startup_line(db_url: str | URL, host: str, port: int, token: str | None) -> 
     from sqlalchemy.engine import make_url
 
     shown = make_url(db_url).render_as_string(hide_password=True)
-    address = f"[{host}]" if ":" in host else host
+    bare = host.strip("[]")
+    address = f"[{bare}]" if ":" in bare else bare
     return (
         f"serving {shown} on http://{address}:{port} (token {'on' if token else 'off'})"
     )

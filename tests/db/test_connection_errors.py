@@ -161,6 +161,17 @@ def test_any_other_error_is_one_line_with_the_password_masked() -> None:
     )
 
 
+def test_a_sqlite_failure_points_at_the_file_not_a_server() -> None:
+    message = explain_database_error(
+        "sqlite:////no/such/folder/x.db",
+        _wrapped("unable to open database file", OperationalError),
+    )
+
+    _one_sentence(message)
+    assert "folder exists and can be written" in message
+    assert "server" not in message
+
+
 def test_a_url_that_cannot_be_read_is_not_repeated() -> None:
     url = f"postgresql+psycopg://ada:{_password()}@db.lab.internal:port/maquina"
 

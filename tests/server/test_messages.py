@@ -84,6 +84,8 @@ def test_startup_line_names_the_database_and_address(
         "serving postgresql+psycopg://ada:***@db.example/maquina "
         "on http://[::1]:8765 (token off)"
     )
+    # A host given in brackets is bracketed once.
+    assert "http://[::1]:8765" in cli.startup_line("sqlite:///x.db", "[::1]", 8765, "t")
 
     # serve() logs it through uvicorn's own handler, so it shows in the terminal.
     import uvicorn
