@@ -4,6 +4,8 @@
   from the developer's shell, and no user config file is read.
 - ``_loopback_only`` (session, autouse): any socket connection to an address other
   than loopback fails the test (DESIGN.md: every request goes to 127.0.0.1).
+- ``pg_url``: the session's PostgreSQL (``tests/_pg.py`` makes throwaway
+  schemas on it).
 """
 
 from __future__ import annotations

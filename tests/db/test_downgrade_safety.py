@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from maquina_nb.db.migrate import (
     upgrade,
 )
 from maquina_nb.errors import DowngradeRefusedError
+from tests._pg import fresh_pg_schema
 from tests.db.migration_helpers import SEEDS, revisions, schema_snapshot
 
 ALL_ROWS = {
@@ -56,18 +56,8 @@ def twin_url(
     if db_url.startswith("sqlite"):
         yield f"sqlite:///{tmp_path / 'twin.db'}"
         return
-    pg_url = str(request.getfixturevalue("pg_url"))
-    schema = f"twin_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(pg_url)
-    with admin.begin() as connection:
-        connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    url = make_url(pg_url).update_query_dict({"options": f"-csearch_path={schema}"})
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as connection:
-            connection.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-        admin.dispose()
+    with fresh_pg_schema(str(request.getfixturevalue("pg_url")), "twin") as url:
+        yield url
 
 
 def _seeded_head(engine: sa.Engine) -> None:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+
+from tests._pg import fresh_pg_schema
 
 from .conftest import MODELS, Seeded
 
@@ -18,24 +19,8 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'server.db'}"
         return
-    import sqlalchemy as sa
-    from sqlalchemy.engine import make_url
-
-    from maquina_nb.db import clear_engine_cache
-
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    pg_url = str(request.getfixturevalue("pg_url"))
-    admin = sa.create_engine(pg_url)
-    with admin.begin() as connection:
-        connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    url = make_url(pg_url).update_query_dict({"options": f"-csearch_path={schema}"})
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        clear_engine_cache()
-        with admin.begin() as connection:
-            connection.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-        admin.dispose()
+    with fresh_pg_schema(str(request.getfixturevalue("pg_url"))) as url:
+        yield url
 
 
 def test_feedback_with_nul_in_comment_and_rater_is_stored(
