@@ -34,6 +34,8 @@ __all__ = [
     "answer_body",
     "as_int",
     "as_json",
+    "as_list",
+    "as_object",
     "as_text",
     "as_word",
     "client_class",
@@ -111,6 +113,16 @@ def answer_body(value: Any, *, provider: str, model: str) -> dict[str, Any]:
     if error is not None:
         raise error
     return body  # type: ignore[no-any-return]
+
+
+def as_object(value: Any) -> dict[str, Any]:
+    """Return a JSON object field, or an empty one for anything else (null …)."""
+    return value if isinstance(value, dict) else {}
+
+
+def as_list(value: Any) -> list[Any]:
+    """Return a JSON array field, or an empty one for anything else."""
+    return value if isinstance(value, list) else []
 
 
 def as_int(value: Any) -> int | None:

@@ -24,6 +24,8 @@ from maquina_nb.providers._sdk_client import (
     answer_body,
     as_int,
     as_json,
+    as_list,
+    as_object,
     as_text,
     as_word,
     client_class,
@@ -170,7 +172,7 @@ class ClaudeModel(RemoteModel):
         content = body.get("content")
         if isinstance(content, str):
             content = [{"type": "text", "text": content}]
-        blocks = [b for b in _as_list(content) if isinstance(b, dict)]
+        blocks = [b for b in as_list(content) if isinstance(b, dict)]
         text = "".join(
             as_text(b.get("text")) for b in blocks if b.get("type") == "text"
         )
@@ -230,16 +232,16 @@ class _EventReader(StreamReader):
                 if call is not None:
                     call["arguments"] += as_text(delta.get("partial_json"))
         elif kind == "message_start":
-            message = _object(event.get("message"))
+            message = as_object(event.get("message"))
             self.model_id = as_word(message.get("model"))
             self.usage.update(_usage_dict(message.get("usage")))
         elif kind == "content_block_start":
-            block = _object(event.get("content_block"))
+            block = as_object(event.get("content_block"))
             if block.get("type") == "tool_use":
                 index = as_int(event.get("index")) or 0
                 self.tools[index] = {**_tool_call(block), "arguments": ""}
         elif kind == "message_delta":
-            delta = _object(event.get("delta"))
+            delta = as_object(event.get("delta"))
             stop = delta.get("stop_reason")
             if stop:
                 self.stop_reason = as_word(stop) or "unknown"
@@ -271,14 +273,6 @@ class _EventReader(StreamReader):
         )
 
 
-def _object(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
 def _tool_call(block: dict[str, Any]) -> dict[str, Any]:
     return {
         "id": as_word(block.get("id")),
@@ -289,7 +283,7 @@ def _tool_call(block: dict[str, Any]) -> dict[str, Any]:
 
 
 def _usage_dict(usage: Any) -> dict[str, int | None]:
-    usage = _object(usage)
+    usage = as_object(usage)
     return {
         name: as_int(usage.get(name))
         for name in (

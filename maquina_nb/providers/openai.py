@@ -30,6 +30,8 @@ from maquina_nb.providers._sdk_client import (
     answer_body,
     as_int,
     as_json,
+    as_list,
+    as_object,
     as_text,
     as_word,
     client_class,
@@ -161,11 +163,12 @@ class OpenAIModel(RemoteModel):
             provider=self.provider,
             model=self.model,
         )
-        choices = body.get("choices")
-        first = _first_object(_as_list(choices))
-        message = _first_object([first.get("message")])
-        calls = message.get("tool_calls")
-        tool_calls = [_tool_call(call) for call in _as_list(calls)] or None
+        # The choices list may be empty, or hold null (C17): never index blindly.
+        choices = as_list(body.get("choices"))
+        first = as_object(choices[0] if choices else None)
+        message = as_object(first.get("message"))
+        calls = as_list(message.get("tool_calls"))
+        tool_calls = [_tool_call(call) for call in calls] or None
         return self._completion(
             as_text(message.get("content")),
             as_word(first.get("finish_reason")),
@@ -295,20 +298,9 @@ class _ChunkReader(StreamReader):
         )
 
 
-def _as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
-def _first_object(values: list[Any]) -> dict[str, Any]:
-    # The choices list may be empty, or hold null (C17): never index blindly.
-    first = values[0] if values else None
-    return first if isinstance(first, dict) else {}
-
-
 def _tool_call(call: Any) -> dict[str, Any]:
-    call = call if isinstance(call, dict) else {}
-    function = call.get("function")
-    function = function if isinstance(function, dict) else {}
+    call = as_object(call)
+    function = as_object(call.get("function"))
     return {
         "id": as_word(call.get("id")),
         "type": as_word(call.get("type")) or "function",
@@ -325,7 +317,7 @@ def _arguments(value: Any) -> str | None:
 
 
 def _merge_tool_deltas(calls: dict[int, dict[str, Any]], deltas: Any) -> None:
-    for delta in _as_list(deltas):
+    for delta in as_list(deltas):
         if not isinstance(delta, dict):
             continue
         index = as_int(delta.get("index")) or 0
