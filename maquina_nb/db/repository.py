@@ -139,10 +139,25 @@ class Repository:
 
     @classmethod
     def from_url(cls, url: str | None = None) -> Repository:
-        """Open (and upgrade) the database at ``url`` (default as in config)."""
+        """Open (and upgrade) the database at ``url`` (default as in config).
+
+        Raises:
+            StoreError: the database cannot be opened: the server does not
+                answer, refuses the login, has no such database, or the URL
+                does not parse. The message says what to fix, without the
+                password.
+        """
+        from sqlalchemy.exc import ArgumentError, DBAPIError
+
+        from maquina_nb.config import default_db_url
+        from maquina_nb.db.connection_errors import explain_database_error
         from maquina_nb.db.engine import create_db_engine
 
-        return cls(create_db_engine(url))
+        try:
+            return cls(create_db_engine(url))
+        except (DBAPIError, ArgumentError) as exc:
+            message = explain_database_error(url or default_db_url(), exc)
+            raise StoreError(message) from None
 
     def __repr__(self) -> str:
         return f"Repository({self.engine.url.render_as_string(hide_password=True)!r})"

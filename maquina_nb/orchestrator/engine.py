@@ -35,7 +35,6 @@ from maquina_nb._redact import get_logger
 from maquina_nb.errors import (
     ConfigurationError,
     ReplayMissError,
-    StoreError,
     TemplateError,
 )
 from maquina_nb.orchestrator import events as ev
@@ -73,38 +72,22 @@ def open_repository(db: Any = None) -> Repository:
 
     ``None`` uses the default database (``MAQUINA_DB_URL``, else
     ``sqlite:///maquina.db`` in the working directory).
+
+    Raises:
+        StoreError: a URL whose database cannot be opened (one sentence
+            saying what to fix; see :meth:`Repository.from_url`).
     """
     from maquina_nb.db import Repository
 
     if isinstance(db, Repository):
         return db
     if db is None or isinstance(db, (str, os.PathLike)):
-        return _open_url(None if db is None else str(db))
+        return Repository.from_url(None if db is None else str(db))
     if hasattr(db, "dialect") and hasattr(db, "connect"):
         return Repository(db)
     raise ConfigurationError(
         f"db= must be a database URL, a SQLAlchemy Engine or a Repository, not {db!r}."
     )
-
-
-def _open_url(url: str | None) -> Repository:
-    """Open the database at ``url``; a failure is one sentence saying what to fix.
-
-    Raises:
-        StoreError: the server does not answer, refuses the login, has no such
-            database, or the URL does not parse (its password never shown).
-    """
-    import sqlalchemy.exc
-
-    from maquina_nb.config import default_db_url
-    from maquina_nb.db import Repository
-    from maquina_nb.db.connection_errors import explain_database_error
-
-    try:
-        return Repository.from_url(url)
-    except (sqlalchemy.exc.DBAPIError, sqlalchemy.exc.ArgumentError) as exc:
-        message = explain_database_error(url or default_db_url(), exc)
-        raise StoreError(message) from None
 
 
 @dataclasses.dataclass
